@@ -1,0 +1,27 @@
+"""ASGI entry point: HTTP to Django (GraphQL view included), WebSocket to GraphQL.
+
+Serve with ``daphne asgi:application``.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from schema.views import websocket_consumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": AuthMiddlewareStack(
+            URLRouter([re_path(r"^graphql/?$", websocket_consumer())])
+        ),
+    }
+)

@@ -1,0 +1,83 @@
+"""Read paths for events and the activity log, always filtered by visibility."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import TypeAlias
+
+from django.db.models import QuerySet
+
+from events.models import Activity, Event
+from events.visibility import visible_q
+
+ActivityWithEvent: TypeAlias = tuple[Activity, Event | None]
+
+
+def events_visible(*, viewer_id: int | None) -> QuerySet[Event]:
+    """Events ``viewer_id`` may see, newest first, as their concrete subclasses."""
+    return Event.objects.select_subclasses().filter(visible_q(viewer_id)).order_by("-id")
+
+
+def event_get_visible(*, viewer_id: int | None, event_id: int) -> Event | None:
+    """One visible event as its concrete subclass, or ``None``."""
+    return events_visible(viewer_id=viewer_id).filter(pk=event_id).first()
+
+
+def activities_after(
+    *,
+    viewer_id: int | None,
+    after_id: int,
+    limit: int,
+    kinds: Collection[str] | None = None,
+    actor_id: int | None = None,
+) -> list[ActivityWithEvent]:
+    """The next ``limit`` visible activities after ``after_id``, oldest first."""
+    queryset = Activity.objects.filter(visible_q(viewer_id), id__gt=after_id)
+    if kinds is not None:
+        queryset = queryset.filter(kind__in=kinds)
+    if actor_id is not None:
+        queryset = queryset.filter(actor_id=actor_id)
+    return with_events(queryset.select_related("actor__profile").order_by("id")[:limit])
+
+
+def activities_by_id(ids: Collection[int]) -> list[ActivityWithEvent]:
+    """Activities with the given ids, oldest first, with their events."""
+    return with_events(
+        Activity.objects.filter(pk__in=ids).select_related("actor__profile").order_by("id")
+    )
+
+
+def with_events(activities: Iterable[Activity]) -> list[ActivityWithEvent]:
+    """Pair activities with their still-existing events, read in one query."""
+    rows = list(activities)
+    pks = {a.event_pk for a in rows if a.event_pk is not None}
+    events = (
+        {
+            e.pk: e
+            for e in Event.objects.select_subclasses()
+            .select_related("actor__profile")
+            .filter(pk__in=pks)
+        }
+        if pks
+        else {}
+    )
+    return [(a, events.get(a.event_pk) if a.event_pk is not None else None) for a in rows]
+
+
+def event_model_for_kind(kind: str) -> type[Event] | None:
+    """The concrete ``Event`` subclass publishing activities of ``kind``."""
+    pending = list(Event.__subclasses__())
+    while pending:
+        model = pending.pop()
+        if model.activity_kind == kind and not model._meta.abstract:
+            return model
+        pending.extend(model.__subclasses__())
+    return None
+
+
+def events_of_kind(queryset: QuerySet[Event], kind: str) -> QuerySet[Event]:
+    """Narrow ``queryset`` to events of one kind."""
+    model = event_model_for_kind(kind)
+    if model is None:
+        return queryset.none()
+    return queryset.filter(**{f"{model._meta.model_name}__isnull": False})

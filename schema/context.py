@@ -1,0 +1,33 @@
+"""Who is asking: the viewer of an operation, over HTTP or WebSocket."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from django.contrib.auth.models import AnonymousUser, User
+from strawberry.types import Info as StrawberryInfo
+from strawberry_django.auth.utils import get_current_user
+
+from schema.errors import unauthenticated
+
+Info: TypeAlias = StrawberryInfo[Any, None]
+
+
+def viewer(info: Info) -> User | AnonymousUser:
+    """The signed-in user (session cookie or bearer token), or ``AnonymousUser``."""
+    user = get_current_user(info)
+    return user if user.is_authenticated and user.is_active else AnonymousUser()
+
+
+def viewer_id(info: Info) -> int | None:
+    """The signed-in user's primary key, or ``None`` when anonymous."""
+    user = viewer(info)
+    return user.pk if user.is_authenticated else None
+
+
+def require_user(info: Info) -> User:
+    """The signed-in user; ``UNAUTHENTICATED`` otherwise."""
+    user = viewer(info)
+    if not isinstance(user, User):
+        raise unauthenticated()
+    return user

@@ -1,0 +1,117 @@
+"""Errors of one shape: every GraphQL error carries ``extensions.code``.
+
+Resolvers raise Django's own exceptions (``ValidationError``, ``PermissionDenied``,
+``ObjectDoesNotExist``) or the helpers below; :class:`CodedErrors` turns them into
+coded errors and masks everything else as ``INTERNAL``, so no stack trace or SQL leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+NOT_FOUND = "NOT_FOUND"
+RATE_LIMITED = "RATE_LIMITED"
+INTERNAL = "INTERNAL"
+GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+
+class PulseError(GraphQLError):
+    """A GraphQL error with a contract code; raise it from any resolver."""
+
+    def __init__(
+        self, message: str, code: str, fields: Mapping[str, list[str]] | None = None
+    ) -> None:
+        extensions: dict[str, object] = {"code": code}
+        if fields is not None:
+            extensions["fields"] = dict(fields)
+        super().__init__(message, extensions=extensions)
+
+
+def unauthenticated(message: str = "You must be signed in.") -> PulseError:
+    return PulseError(message, UNAUTHENTICATED)
+
+
+def not_found(message: str = "Not found.") -> PulseError:
+    return PulseError(message, NOT_FOUND)
+
+
+def bad_user_input(
+    error: DjangoValidationError, field_names: Mapping[str, str] | None = None
+) -> PulseError:
+    """Map a Django ``ValidationError`` to ``BAD_USER_INPUT`` with ``fields``.
+
+    ``field_names`` renames model fields to their GraphQL input names
+    (``{"target": "targetId"}``); errors not tied to a field go under ``input``.
+    """
+    names = field_names or {}
+    fields: dict[str, list[str]] = {}
+    if hasattr(error, "error_dict"):
+        for name, messages in error.message_dict.items():
+            key = "input" if name == NON_FIELD_ERRORS else names.get(name, _camel(name))
+            fields.setdefault(key, []).extend(messages)
+    else:
+        fields["input"] = list(error.messages)
+    return PulseError("Invalid input.", BAD_USER_INPUT, fields)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _is_relay_argument_error(error: Exception) -> bool:
+    # strawberry's connection slicing rejects bad `first`/`last` with a ValueError.
+    return isinstance(error, ValueError) and str(error).startswith("Argument '")
+
+
+def coded(error: GraphQLError) -> GraphQLError:
+    """Return ``error`` with a contract code, masking anything unexpected."""
+    original = error.original_error
+    if original is None:
+        # Syntax or validation of the document itself: safe to show as is.
+        extensions = dict(error.extensions or {})
+        extensions.setdefault("code", GRAPHQL_VALIDATION_FAILED)
+        return _rebuild(error, error.message, extensions)
+    if isinstance(original, GraphQLError) and (original.extensions or {}).get("code"):
+        return _rebuild(error, original.message, dict(original.extensions or {}))
+    if isinstance(original, DjangoValidationError):
+        converted = bad_user_input(original)
+        return _rebuild(error, converted.message, dict(converted.extensions or {}))
+    if isinstance(original, PermissionDenied):
+        return _rebuild(error, str(original) or "Forbidden.", {"code": FORBIDDEN})
+    if isinstance(original, ObjectDoesNotExist):
+        return _rebuild(error, "Not found.", {"code": NOT_FOUND})
+    if _is_relay_argument_error(original):
+        return _rebuild(error, str(original), {"code": BAD_USER_INPUT})
+    logger.error("Unexpected error in GraphQL execution", exc_info=original)
+    return _rebuild(error, "Internal server error.", {"code": INTERNAL})
+
+
+def _rebuild(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+class CodedErrors(MaskErrors):
+    """strawberry's ``MaskErrors``, turning each error into a coded one."""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [coded(error) for error in errors]

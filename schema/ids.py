@@ -1,0 +1,49 @@
+"""Opaque ids and cursors: Relay global ids for nodes, base64 cursors for activities."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+
+from strawberry import relay
+
+ACTIVITY_CURSOR_PREFIX = "activity:"
+
+
+def decode_pk(value: str, type_names: Iterable[str]) -> int | None:
+    """Primary key inside a global id of one of ``type_names``; ``None`` if malformed."""
+    try:
+        global_id = relay.GlobalID.from_id(value)
+    except (relay.GlobalIDValueError, ValueError, TypeError):
+        return None
+    if global_id.type_name not in set(type_names):
+        return None
+    node_id = global_id.node_id
+    if not node_id.isascii() or not node_id.isdigit() or len(node_id) > 18:
+        return None
+    return int(node_id)
+
+
+def encode_global_id(type_name: str, pk: int) -> str:
+    """Global id of a node, as ``id`` fields show it."""
+    return str(relay.GlobalID(type_name, str(pk)))
+
+
+def encode_activity_cursor(activity_id: int) -> str:
+    """Opaque cursor of one activity."""
+    return base64.urlsafe_b64encode(f"{ACTIVITY_CURSOR_PREFIX}{activity_id}".encode()).decode()
+
+
+def decode_activity_cursor(cursor: str) -> int | None:
+    """The activity id in a cursor, or ``None`` when it is malformed."""
+    if len(cursor) > 64:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+    prefix, _, number = text.partition(":")
+    if prefix + ":" != ACTIVITY_CURSOR_PREFIX or not number.isdigit() or len(number) > 18:
+        return None
+    return int(number)

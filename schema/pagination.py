@@ -1,0 +1,38 @@
+"""Relay connections with the contract's default page size and cap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry_django
+from django.conf import settings
+from strawberry.types.field import StrawberryField
+from strawberry_django.fields.field import StrawberryDjangoConnectionExtension
+
+
+class DefaultFirstConnectionExtension(StrawberryDjangoConnectionExtension):
+    """strawberry-django's connection, with ``first`` defaulting to a page size."""
+
+    def __init__(self, default_first: int, max_results: int | None = None) -> None:
+        super().__init__(max_results=max_results)
+        self.default_first = default_first
+
+    def apply(self, field: StrawberryField) -> None:
+        super().apply(field)
+        for argument in field.arguments:
+            if argument.python_name == "first":
+                argument.default = self.default_first
+
+
+def connection(graphql_type: Any, *, default_first: int, **kwargs: Any) -> Any:
+    """``strawberry_django.connection`` whose ``first`` defaults to ``default_first``."""
+    field = strawberry_django.connection(
+        graphql_type, max_results=settings.PULSE_MAX_PAGE_SIZE, **kwargs
+    )
+    field.extensions = [
+        DefaultFirstConnectionExtension(default_first, max_results=settings.PULSE_MAX_PAGE_SIZE)
+        if isinstance(extension, StrawberryDjangoConnectionExtension)
+        else extension
+        for extension in field.extensions
+    ]
+    return field

@@ -1,0 +1,22 @@
+"""The root schema: each domain's Query and Mutation merged, with the extensions."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.tools import merge_types
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from schema import events, users
+from schema.errors import CodedErrors
+from schema.subscriptions import Subscription
+
+Query = merge_types("Query", (users.Query, events.Query))
+Mutation = merge_types("Mutation", (users.Mutation, events.Mutation))
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    types=[events.StatusChangeType, events.CommentType],
+    extensions=[DjangoOptimizerExtension(), CodedErrors()],
+)

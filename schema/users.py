@@ -1,0 +1,131 @@
+"""GraphQL surface of users: types, queries and mutations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import strawberry
+import strawberry_django
+from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from strawberry import relay
+from strawberry_django.relay import ListConnectionWithTotalCount
+
+from schema.context import Info, require_user, viewer, viewer_id
+from schema.errors import bad_user_input, unauthenticated
+from schema.ids import decode_pk
+from schema.pagination import connection
+from schema.permissions import IsSignedIn
+from users import services
+from users.models import Profile
+from users.tokens import token_issue, token_revoke
+
+
+# Set on the user a createUser or login result returns: its caller is that user.
+REVEAL_EMAIL = "_pulse_reveal_email"
+
+
+@strawberry_django.type(Profile, name="Profile")
+class ProfileType:
+    website: str
+    bio: str
+
+
+@strawberry_django.type(User, name="User")
+class UserType(relay.Node):
+    username: str
+    date_joined: datetime
+    profile: ProfileType
+
+    @strawberry_django.field(only=["email"])
+    def email(self, root: User, info: Info) -> str | None:
+        """Only the user themself sees their address (also right after signing up or in)."""
+        is_self = root.pk == viewer_id(info) or getattr(root, REVEAL_EMAIL, False)
+        return root.email if is_self else None
+
+
+@strawberry.type
+class AuthPayload:
+    user: UserType
+    token: str
+
+
+@strawberry.input
+class CreateUserInput:
+    username: str
+    email: str
+    password: str
+
+
+@strawberry.input
+class ProfileInput:
+    website: str | None = None
+    bio: str | None = None
+
+
+@strawberry.type
+class Query:
+    @strawberry_django.field
+    def me(self, info: Info) -> UserType | None:
+        user = viewer(info)
+        return user if isinstance(user, User) else None  # type: ignore[return-value]
+
+    @strawberry_django.field
+    def user(self, info: Info, id: strawberry.ID) -> UserType | None:
+        pk = decode_pk(id, ["User"])
+        if pk is None:
+            return None
+        return User.objects.filter(pk=pk, is_active=True).first()  # type: ignore[return-value]
+
+    @connection(ListConnectionWithTotalCount[UserType], default_first=20)
+    def users(self, info: Info) -> Iterable[UserType]:
+        return User.objects.filter(is_active=True).order_by("id")  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry_django.mutation
+    def create_user(self, info: Info, input: CreateUserInput) -> UserType:
+        try:
+            user = services.user_create(
+                username=input.username, email=input.email, password=input.password
+            )
+        except ValidationError as exc:
+            raise bad_user_input(exc) from exc
+        setattr(user, REVEAL_EMAIL, True)
+        return user  # type: ignore[return-value]
+
+    @strawberry_django.mutation
+    def login(self, info: Info, username: str, password: str) -> AuthPayload:
+        request = info.context.request
+        http_request = request if isinstance(request, HttpRequest) else None
+        user = authenticate(http_request, username=username, password=password)
+        if not isinstance(user, User):
+            raise unauthenticated("Invalid username or password.")
+        if http_request is not None:
+            login(http_request, user)
+        setattr(user, REVEAL_EMAIL, True)
+        return AuthPayload(user=user, token=token_issue(user=user))  # type: ignore[arg-type]
+
+    @strawberry_django.mutation(extensions=[IsSignedIn()])
+    def logout(self, info: Info) -> bool:
+        request = info.context.request
+        token = getattr(request, "auth_token", None)
+        if token:
+            token_revoke(token=token)
+        if isinstance(request, HttpRequest):
+            logout(request)
+        return True
+
+    @strawberry_django.mutation(extensions=[IsSignedIn()])
+    def update_profile(self, info: Info, input: ProfileInput) -> ProfileType:
+        try:
+            profile = services.profile_update(
+                user=require_user(info), website=input.website, bio=input.bio
+            )
+        except ValidationError as exc:
+            raise bad_user_input(exc) from exc
+        return profile  # type: ignore[return-value]
