@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from model_utils.managers import InheritanceManager
 
@@ -107,7 +108,7 @@ class StatusChange(Event):
 class Comment(Event):
     activity_kind = ActivityKind.COMMENT
 
-    body = models.TextField(max_length=5000)
+    body = models.TextField(max_length=5000, validators=[MaxLengthValidator(5000)])
     target = models.ForeignKey(
         Event,
         on_delete=models.SET_NULL,

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
 from strawberry import relay
-from strawberry_django.relay import ListConnectionWithTotalCount
+from strawberry_django.relay import DjangoListConnection
 
 from events import models, selectors, services
 from events.selectors import ActivityWithEvent
@@ -164,7 +164,7 @@ class Query:
         found = selectors.event_get_visible(viewer_id=viewer_id(info), event_id=pk)
         return cast(EventType | None, found)
 
-    @connection(ListConnectionWithTotalCount[EventType], default_first=20)
+    @connection(DjangoListConnection[EventType], default_first=20)
     def events(
         self,
         info: Info,

@@ -18,5 +18,5 @@ schema = strawberry.Schema(
     mutation=Mutation,
     subscription=Subscription,
     types=[events.StatusChangeType, events.CommentType],
-    extensions=[DjangoOptimizerExtension(), CodedErrors()],
+    extensions=[DjangoOptimizerExtension, CodedErrors],
 )

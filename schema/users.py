@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from strawberry import relay
-from strawberry_django.relay import ListConnectionWithTotalCount
+from strawberry_django.relay import DjangoListConnection
 
 from schema.context import Info, require_user, viewer, viewer_id
 from schema.errors import bad_user_input, unauthenticated
@@ -80,7 +80,7 @@ class Query:
             return None
         return User.objects.filter(pk=pk, is_active=True).first()  # type: ignore[return-value]
 
-    @connection(ListConnectionWithTotalCount[UserType], default_first=20)
+    @connection(DjangoListConnection[UserType], default_first=20)
     def users(self, info: Info) -> Iterable[UserType]:
         return User.objects.filter(is_active=True).order_by("id")  # type: ignore[return-value]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 
 BIO_MAX_LENGTH = 1000
@@ -15,7 +16,12 @@ class Profile(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
     )
     website = models.URLField(blank=True, default="")
-    bio = models.TextField(blank=True, default="", max_length=BIO_MAX_LENGTH)
+    bio = models.TextField(
+        blank=True,
+        default="",
+        max_length=BIO_MAX_LENGTH,
+        validators=[MaxLengthValidator(BIO_MAX_LENGTH)],
+    )
 
     def __str__(self) -> str:
         return f"Profile of {self.user}"
