@@ -83,12 +83,12 @@ class Event(models.Model):
 
         connect_event_model(cls)
 
+    def __str__(self) -> str:
+        return f"{type(self).__name__} #{self.pk}"
+
     def activity_message(self, verb: str) -> str:
         """Human-readable line for the activity this event publishes."""
         raise NotImplementedError
-
-    def __str__(self) -> str:
-        return f"{type(self).__name__} #{self.pk}"
 
 
 class StatusChange(Event):

@@ -76,9 +76,7 @@ def status_change_update(*, actor: User, status_change: StatusChange, status: st
 
 
 @transaction.atomic
-def comment_create(
-    *, actor: User, body: str, target: Event | None, visibility: str
-) -> Comment:
+def comment_create(*, actor: User, body: str, target: Event | None, visibility: str) -> Comment:
     """Validate and save a new comment, optionally on a visible event."""
     comment = Comment(actor=actor, body=body, target=target, visibility=visibility)
     comment.full_clean()

@@ -16,7 +16,9 @@ Info: TypeAlias = StrawberryInfo[Any, None]
 def viewer(info: Info) -> User | AnonymousUser:
     """The signed-in user (session cookie or bearer token), or ``AnonymousUser``."""
     user = get_current_user(info)
-    return user if user.is_authenticated and user.is_active else AnonymousUser()
+    if isinstance(user, User) and user.is_authenticated and user.is_active:
+        return user
+    return AnonymousUser()
 
 
 def viewer_id(info: Info) -> int | None:

@@ -49,9 +49,7 @@ class CommentType(EventType):
         prefetch_related=[
             Prefetch(
                 "target",
-                queryset=models.Event.objects.select_subclasses().select_related(
-                    "actor__profile"
-                ),
+                queryset=models.Event.objects.select_subclasses().select_related("actor__profile"),
             )
         ]
     )
@@ -201,12 +199,12 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry_django.mutation(extensions=[IsSignedIn()])
-    def create_status_change(
-        self, info: Info, input: CreateStatusChangeInput
-    ) -> StatusChangeType:
+    def create_status_change(self, info: Info, input: CreateStatusChangeInput) -> StatusChangeType:
         try:
             created = services.status_change_create(
-                actor=require_user(info), status=input.status, visibility=_visibility(input.visibility)
+                actor=require_user(info),
+                status=input.status,
+                visibility=_visibility(input.visibility),
             )
         except ValidationError as exc:
             raise bad_user_input(exc) from exc

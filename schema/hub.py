@@ -20,9 +20,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from events import selectors
-from events.selectors import ActivityWithEvent
 from events.models import Activity
 from events.publisher import ACTIVITY_GROUP
+from events.selectors import ActivityWithEvent
 from events.visibility import can_see
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class Subscriber:
     filter: ActivityFilter
     max_items: int = field(default_factory=lambda: settings.PULSE_SUBSCRIBER_QUEUE_SIZE)
     overflowed: bool = False
-    _items: collections.deque[ActivityWithEvent] = field(
-        default_factory=collections.deque
-    )
+    _items: collections.deque[ActivityWithEvent] = field(default_factory=collections.deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def push(self, item: ActivityWithEvent) -> None:

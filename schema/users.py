@@ -23,7 +23,6 @@ from users import services
 from users.models import Profile
 from users.tokens import token_issue, token_revoke
 
-
 # Set on the user a createUser or login result returns: its caller is that user.
 REVEAL_EMAIL = "_pulse_reveal_email"
 

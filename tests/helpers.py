@@ -14,12 +14,12 @@ def gql(
     client: Client, query: str, variables: dict[str, Any] | None = None, token: str | None = None
 ) -> dict[str, Any]:
     """POST one GraphQL operation and return the decoded body."""
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = client.post(
         "/graphql/",
         data=json.dumps({"query": query, "variables": variables or {}}),
         content_type="application/json",
-        **headers,
+        headers=headers,
     )
     body: dict[str, Any] = response.json()
     return body

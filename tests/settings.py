@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "pulse-tests-only-secret-key-0123456789-abcdefghijklmnop")
 
-from backend.settings import *  # noqa: E402, F403
+from backend.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -8,9 +8,10 @@ import urllib.request
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
+TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+LEGACY_WS = Subprotocol("graphql-ws")
 
 
 def http_gql(
@@ -30,8 +31,9 @@ def http_gql(
     return body
 
 
-async def ahttp_gql(base: str, query: str, variables: dict[str, Any] | None = None,
-                    token: str | None = None) -> dict[str, Any]:
+async def ahttp_gql(
+    base: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> dict[str, Any]:
     return await asyncio.to_thread(http_gql, base, query, variables, token)
 
 
@@ -61,7 +63,9 @@ class WSClient:
 
     @classmethod
     async def open(cls, base: str, protocol: str, token: str | None = None) -> WSClient:
-        ws = await connect(base.replace("http", "ws", 1) + "/graphql/", subprotocols=[protocol])  # type: ignore[list-item]
+        ws = await connect(
+            base.replace("http", "ws", 1) + "/graphql/", subprotocols=[Subprotocol(protocol)]
+        )
         client = cls(ws, protocol)
         payload = {"authorization": f"Bearer {token}"} if token else {}
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
@@ -69,7 +73,9 @@ class WSClient:
         assert ack["type"] == "connection_ack", ack
         return client
 
-    async def subscribe(self, op_id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+    async def subscribe(
+        self, op_id: str, query: str, variables: dict[str, Any] | None = None
+    ) -> None:
         kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
         payload = {"query": query, "variables": variables or {}}
         await self.ws.send(json.dumps({"id": op_id, "type": kind, "payload": payload}))
@@ -90,7 +96,7 @@ class WSClient:
             message = await asyncio.wait_for(self.ws.recv(), seconds)
         except TimeoutError:
             return True
-        raise AssertionError(f"unexpected message {message}")
+        raise AssertionError(f"unexpected message {message!r}")
 
     async def close(self) -> None:
         await self.ws.close()

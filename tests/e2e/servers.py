@@ -46,12 +46,24 @@ def redis_server(workdir: Path) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed (make system-deps installs it)")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
+
         def pings() -> bool:
             with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
@@ -80,12 +92,17 @@ def daphne_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Ite
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env=env, check=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     log = (workdir / f"daphne-{port}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", LOOPBACK, "-p", str(port), "asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://{LOOPBACK}:{port}"
     try:

@@ -52,10 +52,13 @@ def test_private_event_activities_stay_private(alice: User) -> None:
 def test_rolled_back_write_publishes_nothing(
     alice: User, published: list[int], django_capture_on_commit_callbacks
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            StatusChange.objects.create(actor=alice, status="never happened")
-            raise RuntimeError("roll back")
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        StatusChange.objects.create(actor=alice, status="never happened")
+        raise RuntimeError("roll back")
     assert callbacks == []
     assert published == []
     assert not StatusChange.objects.exists()

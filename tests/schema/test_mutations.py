@@ -23,7 +23,9 @@ CREATE_STATUS = """
 mutation($input: CreateStatusChangeInput!) {
   createStatusChange(input: $input) { id status visibility actor { username } }
 }"""
-UPDATE_STATUS = "mutation($id: ID!, $s: String!) { updateStatusChange(id: $id, status: $s) { id status } }"
+UPDATE_STATUS = (
+    "mutation($id: ID!, $s: String!) { updateStatusChange(id: $id, status: $s) { id status } }"
+)
 CREATE_COMMENT = """
 mutation($input: CreateCommentInput!) {
   createComment(input: $input) { id body target { id } }
@@ -58,7 +60,10 @@ class TestCreateUser:
             ({"username": "ok", "email": "", "password": PASSWORD}, "email"),
             ({"username": "ok", "email": "ok@example.com", "password": ""}, "password"),
             ({"username": "ok", "email": "ok@example.com", "password": "123"}, "password"),
-            ({"username": "bad name!", "email": "ok@example.com", "password": PASSWORD}, "username"),
+            (
+                {"username": "bad name!", "email": "ok@example.com", "password": PASSWORD},
+                "username",
+            ),
             ({"username": "", "email": "ok@example.com", "password": PASSWORD}, "username"),
         ],
     )
@@ -192,9 +197,13 @@ class TestStatusChanges:
 
 
 class TestComments:
-    def test_create_on_target_and_update(self, client: Client, alice_token: str, bob_token: str) -> None:
+    def test_create_on_target_and_update(
+        self, client: Client, alice_token: str, bob_token: str
+    ) -> None:
         target_id = create_status(client, alice_token)
-        body = gql(client, CREATE_COMMENT, {"input": {"body": "nice", "targetId": target_id}}, bob_token)
+        body = gql(
+            client, CREATE_COMMENT, {"input": {"body": "nice", "targetId": target_id}}, bob_token
+        )
         comment = body["data"]["createComment"]
         assert comment["body"] == "nice"
         assert comment["target"] == {"id": target_id}
@@ -203,7 +212,9 @@ class TestComments:
 
     def test_target_must_be_visible(self, client: Client, alice_token: str, bob_token: str) -> None:
         target_id = create_status(client, alice_token, visibility="PRIVATE")
-        body = gql(client, CREATE_COMMENT, {"input": {"body": "x", "targetId": target_id}}, bob_token)
+        body = gql(
+            client, CREATE_COMMENT, {"input": {"body": "x", "targetId": target_id}}, bob_token
+        )
         assert error_codes(body) == ["NOT_FOUND"]
         assert not Comment.objects.exists()
 
@@ -237,17 +248,25 @@ class TestDeleteEvent:
         self, client: Client, alice_token: str, bob_token: str
     ) -> None:
         target_id = create_status(client, alice_token)
-        body = gql(client, CREATE_COMMENT, {"input": {"body": "x", "targetId": target_id}}, bob_token)
+        body = gql(
+            client, CREATE_COMMENT, {"input": {"body": "x", "targetId": target_id}}, bob_token
+        )
         comment_id = body["data"]["createComment"]["id"]
         assert gql(client, DELETE_EVENT, {"id": target_id}, alice_token)["data"] == {
             "deleteEvent": True
         }
-        body = gql(client, "query($id: ID!) { event(id: $id) { ... on Comment { target { id } } } }", {"id": comment_id})
+        body = gql(
+            client,
+            "query($id: ID!) { event(id: $id) { ... on Comment { target { id } } } }",
+            {"id": comment_id},
+        )
         assert body["data"]["event"] == {"target": None}
         deleted = Activity.objects.get(verb=Verb.DELETED)
         assert deleted.kind == "STATUS_CHANGE"
 
-    def test_by_someone_else_is_forbidden(self, client: Client, alice_token: str, bob_token: str) -> None:
+    def test_by_someone_else_is_forbidden(
+        self, client: Client, alice_token: str, bob_token: str
+    ) -> None:
         event_id = create_status(client, alice_token)
         assert error_codes(gql(client, DELETE_EVENT, {"id": event_id}, bob_token)) == ["FORBIDDEN"]
         assert StatusChange.objects.exists()

@@ -66,11 +66,17 @@ def test_private_events_reach_only_their_author(
     client: Client, alice: User, bob: User, alice_token: str, bob_token: str
 ) -> None:
     public = StatusChange.objects.create(actor=alice, status="public")
-    secret = StatusChange.objects.create(actor=alice, status="secret", visibility=Visibility.PRIVATE)
+    secret = StatusChange.objects.create(
+        actor=alice, status="secret", visibility=Visibility.PRIVATE
+    )
     Comment.objects.create(actor=bob, body="on secret", target=secret)
 
     def statuses(token: str | None) -> list[str]:
-        body = gql(client, "{ events { totalCount edges { node { ... on StatusChange { status } } } } }", token=token)
+        body = gql(
+            client,
+            "{ events { totalCount edges { node { ... on StatusChange { status } } } } }",
+            token=token,
+        )
         events = body["data"]["events"]
         nodes = [e["node"].get("status") for e in events["edges"]]
         assert events["totalCount"] == len(nodes)
@@ -80,13 +86,21 @@ def test_private_events_reach_only_their_author(
     assert statuses(bob_token) == ["public"]
     assert statuses(alice_token) == ["secret", "public"]
 
-    secret_id = gql(client, "{ events(first: 1, kind: STATUS_CHANGE) { edges { node { id } } } }", token=alice_token)["data"]["events"]["edges"][0]["node"]["id"]
+    secret_id = gql(
+        client,
+        "{ events(first: 1, kind: STATUS_CHANGE) { edges { node { id } } } }",
+        token=alice_token,
+    )["data"]["events"]["edges"][0]["node"]["id"]
     one = "query($id: ID!) { event(id: $id) { id } }"
     assert gql(client, one, {"id": secret_id})["data"]["event"] is None
     assert gql(client, one, {"id": secret_id}, bob_token)["data"]["event"] is None
     assert gql(client, one, {"id": secret_id}, alice_token)["data"]["event"] == {"id": secret_id}
 
-    targets = gql(client, "{ events(kind: COMMENT) { edges { node { ... on Comment { target { id } } } } } }", token=bob_token)
+    targets = gql(
+        client,
+        "{ events(kind: COMMENT) { edges { node { ... on Comment { target { id } } } } } }",
+        token=bob_token,
+    )
     assert targets["data"]["events"]["edges"] == [{"node": {"target": None}}]
 
     history = "{ activities { message } }"
@@ -122,7 +136,9 @@ def test_user_by_id_and_events_by_actor(client: Client, alice: User, bob: User) 
     )
     assert body["data"]["events"]["edges"] == [{"node": {"status": "b"}}]
     for bad in ["nope", "", "VXNlcjo5OTk="]:
-        assert gql(client, "query($id: ID!) { user(id: $id) { id } }", {"id": bad})["data"] == {"user": None}
+        assert gql(client, "query($id: ID!) { user(id: $id) { id } }", {"id": bad})["data"] == {
+            "user": None
+        }
 
 
 def test_me_is_null_when_anonymous(client: Client) -> None:
@@ -134,7 +150,9 @@ def test_connections_paginate_with_default_and_cap(
 ) -> None:
     for _ in range(25):
         make_user()
-    body = gql(client, "{ users { totalCount pageInfo { hasNextPage endCursor } edges { cursor } } }")
+    body = gql(
+        client, "{ users { totalCount pageInfo { hasNextPage endCursor } edges { cursor } } }"
+    )
     page = body["data"]["users"]
     assert page["totalCount"] == 25
     assert len(page["edges"]) == 20
@@ -165,7 +183,9 @@ def test_activities_history_pages_with_cursors(
     )["data"]["activities"]
     assert [a["message"] for a in rest] == ["user3 joined", "user4 joined", "user5 joined"]
     for bad_after in ["garbage", "YWN0aXZpdHk6eA=="]:
-        body = gql(client, "query($a: String) { activities(after: $a) { message } }", {"a": bad_after})
+        body = gql(
+            client, "query($a: String) { activities(after: $a) { message } }", {"a": bad_after}
+        )
         assert error_codes(body) == ["BAD_USER_INPUT"]
     assert error_codes(gql(client, "{ activities(first: 1000) { message } }")) == ["BAD_USER_INPUT"]
 
