@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.django.views import AsyncGraphQLView
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
 from schema.schema import schema
@@ -26,6 +27,9 @@ class GraphQLView(AsyncGraphQLView):
         get_token(request)  # sets the CSRF cookie GraphiQL sends back
         content = await sync_to_async(render_to_string)("graphql/graphiql.html", request=request)
         return HttpResponse(content)
+
+
+INVALID_TOKEN_CLOSE_CODE = 4403
 
 
 class GraphQLWebSocketConsumer(GraphQLWSConsumer):
@@ -44,6 +48,9 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         token = bearer_token(header) if isinstance(header, str) else None
         user = await sync_to_async(token_user)(token=token) if token else None
         if user is None:
+            if await self.pick_websocket_subprotocol(self) == GRAPHQL_WS_PROTOCOL:
+                # The legacy protocol would close with 1011; the contract says 4403.
+                await self.close(code=INVALID_TOKEN_CLOSE_CODE)
             raise ConnectionRejectionError({"message": "Invalid or expired token."})
         self.scope["user"] = user
         self.scope["auth_token"] = token

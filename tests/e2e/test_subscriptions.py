@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, ahttp_gql, http_gql, sign_up
 
@@ -138,9 +139,10 @@ async def test_private_activity_reaches_only_its_author(server: str, protocol: s
         await client.close()
 
 
-async def test_bad_token_closes_with_4403(server: str) -> None:
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_bad_token_closes_with_4403(server: str, protocol: Subprotocol) -> None:
     async with connect(
-        server.replace("http", "ws", 1) + "/graphql/", subprotocols=[TRANSPORT_WS]
+        server.replace("http", "ws", 1) + "/graphql/", subprotocols=[protocol]
     ) as ws:
         await ws.send(
             json.dumps(
@@ -185,3 +187,58 @@ def test_graphiql_is_served_with_local_assets_only(server: str) -> None:
 def test_queries_run_over_http_get(server: str) -> None:
     body = http_gql(server, "{ me { id } }")
     assert body == {"data": {"me": None}}
+
+
+def _session_cookie(server: str, username: str) -> str:
+    """Sign in over HTTP like a browser and return the ``Cookie`` header it would send."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    request = urllib.request.Request(  # noqa: S310
+        server + "/graphql/",
+        data=json.dumps(
+            {
+                "query": "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
+                "variables": {"u": username, "p": "correct horse 9 battery"},
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(request, timeout=10) as response:
+        cookies = response.headers.get_all("Set-Cookie")
+    return "; ".join(c.split(";", 1)[0] for c in cookies)
+
+
+async def test_session_cookie_authenticates_the_socket(server: str) -> None:
+    name = next(names)
+    token = await asyncio.to_thread(sign_up, server, name)
+    cookie = await asyncio.to_thread(_session_cookie, server, name)
+    assert "sessionid=" in cookie
+    url = server.replace("http", "ws", 1) + "/graphql/"
+    async with connect(
+        url,
+        subprotocols=[TRANSPORT_WS],
+        additional_headers={"Cookie": cookie, "Origin": server},
+    ) as ws:
+        socket = WSClient(ws, TRANSPORT_WS)
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await socket.subscribe("1", ACTIVITY, {"kinds": ["STATUS_CHANGE"]})
+        await asyncio.sleep(0.2)
+        await ahttp_gql(server, POST, {"s": "only me", "v": "PRIVATE"}, token)
+        activity = (await socket.next_data())["activity"]
+        assert activity["event"]["status"] == "only me"
+        assert activity["actor"]["email"] == f"{name}@example.com"
+
+
+async def test_foreign_origin_with_cookie_is_refused(server: str) -> None:
+    name = next(names)
+    await asyncio.to_thread(sign_up, server, name)
+    cookie = await asyncio.to_thread(_session_cookie, server, name)
+    url = server.replace("http", "ws", 1) + "/graphql/"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            url,
+            subprotocols=[TRANSPORT_WS],
+            additional_headers={"Cookie": cookie, "Origin": "https://evil.example"},
+        ):
+            pass
+    assert refused.value.response.status_code == 403
