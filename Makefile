@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint system-deps install migrate
+.PHONY: run test test-postgres lint system-deps install migrate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: migrate
 
 test: install system-deps
 	$(BIN)/pytest
+
+# The same suite on a throwaway PostgreSQL cluster (bin/with-postgres starts and removes it).
+test-postgres: install system-deps
+	bin/with-postgres $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .

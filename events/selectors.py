@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TypeAlias
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 
 from events.models import Activity, Event
 from events.visibility import visible_q
@@ -40,11 +40,18 @@ def activities_after(
     return with_events(queryset.select_related("actor__profile").order_by("id")[:limit])
 
 
-def activities_by_id(ids: Collection[int]) -> list[ActivityWithEvent]:
-    """Activities with the given ids, oldest first, with their events."""
+def log_after(*, after_id: int, limit: int) -> list[ActivityWithEvent]:
+    """The next ``limit`` activities of the whole log after ``after_id`` (no filtering)."""
     return with_events(
-        Activity.objects.filter(pk__in=ids).select_related("actor__profile").order_by("id")
+        Activity.objects.filter(id__gt=after_id)
+        .select_related("actor__profile")
+        .order_by("id")[:limit]
     )
+
+
+def latest_activity_id() -> int:
+    """The id of the newest activity, or 0."""
+    return Activity.objects.aggregate(latest=Max("id"))["latest"] or 0
 
 
 def with_events(activities: Iterable[Activity]) -> list[ActivityWithEvent]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -28,6 +28,7 @@ from events.visibility import can_see
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = (0.5, 1, 2, 5)
+POLL_SECONDS = 5.0  # safety net for lost notifications
 
 
 class SlowConsumerError(Exception):
@@ -78,19 +79,28 @@ class Subscriber:
 
 
 class ActivityHub:
-    """The process's listener on the activity group and its local subscribers."""
+    """The process's listener on the activity group and its local subscribers.
+
+    A notification is only a doorbell: on each ring (and every ``POLL_SECONDS`` as a
+    safety net) the hub reads the log after the last id it delivered. Activity ids
+    commit in id order (see ``events.services``), so this delivers every activity once,
+    in order, even when notifications arrive out of order, late, or not at all (a
+    Redis outage): the next ring or poll catches up.
+    """
 
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
-        self._listening = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._doorbell = asyncio.Event()
+        self._delivered_id = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def subscribe(self, subscriber: Subscriber) -> None:
-        """Add a subscriber; returns once the listener is in the group."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._listen(), name="pulse-activity-hub")
+        """Add a subscriber; returns once the hub is listening."""
+        if not self._tasks or any(task.done() for task in self._tasks):
+            self._start()
         self._subscribers.add(subscriber)
-        await self._listening.wait()
+        await self._ready.wait()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
@@ -99,19 +109,30 @@ class ActivityHub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    def _start(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="pulse-hub-listen"),
+            asyncio.create_task(self._deliver(), name="pulse-hub-deliver"),
+        ]
+
     async def _listen(self) -> None:
         layer = get_channel_layer()
         assert layer is not None, "CHANNEL_LAYERS must be configured"
         attempt = 0
         while True:
             try:
+                if not self._ready.is_set():
+                    self._delivered_id = await sync_to_async(selectors.latest_activity_id)()
                 channel = await layer.new_channel("pulse.hub.")
                 await layer.group_add(ACTIVITY_GROUP, channel)
-                self._listening.set()
+                self._ready.set()
+                self._doorbell.set()  # catch up on whatever was missed while away
                 attempt = 0
                 while True:
-                    message = await layer.receive(channel)
-                    await self.dispatch([int(message["id"])])
+                    await layer.receive(channel)
+                    self._doorbell.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -120,15 +141,37 @@ class ActivityHub:
                 logger.exception("Activity listener failed; retrying in %ss", delay)
                 await asyncio.sleep(delay)
 
-    async def dispatch(self, activity_ids: Iterable[int]) -> None:
-        """Deliver activities (read once for the whole process) to local subscribers."""
+    async def _deliver(self) -> None:
+        await self._ready.wait()
+        while True:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._doorbell.wait(), POLL_SECONDS)
+                self._doorbell.clear()
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Activity delivery failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS[-1])
+
+    async def catch_up(self) -> None:
+        """Deliver every activity after the last delivered one to local subscribers."""
         if not self._subscribers:
+            latest = await sync_to_async(selectors.latest_activity_id)()
+            self._delivered_id = max(self._delivered_id, latest)
             return
-        loaded = await sync_to_async(selectors.activities_by_id)(list(activity_ids))
-        for activity, event in loaded:
-            for subscriber in list(self._subscribers):
-                if subscriber.filter.accepts(activity):
-                    subscriber.push((activity, event))
+        while True:
+            rows = await sync_to_async(selectors.log_after)(
+                after_id=self._delivered_id, limit=settings.PULSE_REPLAY_BATCH_SIZE
+            )
+            for activity, event in rows:
+                for subscriber in list(self._subscribers):
+                    if subscriber.filter.accepts(activity):
+                        subscriber.push((activity, event))
+                self._delivered_id = activity.pk
+            if len(rows) < settings.PULSE_REPLAY_BATCH_SIZE:
+                return
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ActivityHub] = (

@@ -76,9 +76,21 @@ def redis_server(workdir: Path) -> Iterator[str]:
         process.wait(10)
 
 
+def server_database_url(workdir: Path, name: str) -> str:
+    """A fresh database for one server: PostgreSQL when the suite runs on it, else SQLite."""
+    base = os.environ.get("DATABASE_URL", "")
+    if base.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return base.rsplit("/", 1)[0] + "/" + name
+    return f"sqlite:///{workdir / name}.sqlite3"
+
+
 @contextlib.contextmanager
 def daphne_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Migrate a fresh SQLite database and serve Pulse with daphne; yields the base URL."""
+    """Migrate a fresh database and serve Pulse with daphne; yields the base URL."""
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env = {
@@ -86,7 +98,7 @@ def daphne_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Ite
         "DJANGO_SETTINGS_MODULE": "backend.settings",
         "SECRET_KEY": "pulse-e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "DEBUG": "0",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "DATABASE_URL": server_database_url(workdir, f"pulse_e2e_{port}"),
         "PULSE_CONNECTION_INIT_TIMEOUT_SECONDS": "2",
         **(extra_env or {}),
     }
