@@ -1,18 +1,29 @@
-"""Fixtures starting real servers: daphne (in-process or Redis channel layer)."""
+"""Fixtures starting real servers: daphne, redis-server and PostgreSQL on loopback."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import daphne_server, redis_server
+from tests.e2e.servers import daphne_server, is_postgres, postgres_cluster, redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+    with redis_server(tmp_path_factory.mktemp("redis")) as redis:
+        yield redis.url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The suite's PostgreSQL server when it runs on one, else a throwaway cluster."""
+    configured = os.environ.get("DATABASE_URL", "")
+    if is_postgres(configured):
+        yield configured
+        return
+    with postgres_cluster() as url:
         yield url
 
 
@@ -24,6 +35,5 @@ def server(
     env = {}
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
-    workdir: Path = tmp_path_factory.mktemp(f"daphne-{request.param}")
-    with daphne_server(workdir, env) as base:
-        yield base
+    with daphne_server(tmp_path_factory.mktemp(f"daphne-{request.param}"), env=env) as daphne:
+        yield daphne.base
