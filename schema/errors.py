@@ -14,6 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, Permiss
 from django.core.exceptions import ValidationError as DjangoValidationError
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ def coded(error: GraphQLError) -> GraphQLError:
         return _rebuild(error, str(original) or "Forbidden.", {"code": FORBIDDEN})
     if isinstance(original, ObjectDoesNotExist):
         return _rebuild(error, "Not found.", {"code": NOT_FOUND})
+    if isinstance(original, CannotGetOperationTypeError):
+        name = original.operation_name
+        message = f"Unknown operation named {name!r}." if name else "No operation to run."
+        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
     if _is_relay_argument_error(original):
         return _rebuild(error, str(original), {"code": BAD_USER_INPUT})
     logger.error("Unexpected error in GraphQL execution", exc_info=original)

@@ -242,3 +242,13 @@ async def test_foreign_origin_with_cookie_is_refused(server: str) -> None:
         ):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_unknown_operation_name_is_a_client_error(server: str) -> None:
+    socket = await WSClient.open(server, TRANSPORT_WS)
+    payload = {"query": "subscription { activity { cursor } }", "operationName": "Live"}
+    await socket.ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    message = json.loads(await asyncio.wait_for(socket.ws.recv(), 10))
+    assert message["type"] == "error"
+    assert [e["extensions"]["code"] for e in message["payload"]] == ["GRAPHQL_VALIDATION_FAILED"]
+    await socket.close()
