@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
@@ -29,7 +27,12 @@ def _activity_append(**fields: object) -> Activity:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ACTIVITY_APPEND_LOCK])
     activity = Activity.objects.create(**fields)
-    transaction.on_commit(functools.partial(activity_publish, activity.pk), robust=True)
+
+    def publish_committed_activity() -> None:
+        # A named function: Django's robust on_commit logs failures by __qualname__.
+        activity_publish(activity.pk)
+
+    transaction.on_commit(publish_committed_activity, robust=True)
     return activity
 
 
