@@ -24,7 +24,7 @@ migrate: install
 
 # Development server: SQLite, in-process channel layer, DEBUG on.
 run: migrate
-	DEBUG=$${DEBUG:-1} $(BIN)/daphne -b $(HOST) -p $(PORT) asgi:application
+	DEBUG=$${DEBUG:-1} $(BIN)/python -m backend.server -b $(HOST) -p $(PORT) asgi:application
 
 test: install system-deps
 	$(BIN)/pytest

@@ -209,7 +209,7 @@ class DaphneServer:
                 [
                     sys.executable,
                     "-m",
-                    "daphne",
+                    "backend.server",  # daphne with a graceful stop and a slow-consumer cap
                     "-b",
                     LOOPBACK,
                     "-p",

@@ -1,0 +1,165 @@
+"""Pulse's server command: daphne, plus a graceful SIGTERM and a cap on unsent bytes.
+
+Run it exactly like daphne (same arguments)::
+
+    python -m backend.server -b 0.0.0.0 -p 8000 asgi:application
+
+Two things daphne does not do on its own:
+
+- **Graceful stop.** On SIGTERM/SIGINT it stops accepting connections, lets in-flight
+  HTTP requests finish (up to ``PULSE_SHUTDOWN_GRACE_SECONDS``), closes every
+  WebSocket with 1001 (going away) and only then cancels what is left.
+- **Slow consumers.** Twisted buffers whatever a client does not read, without limit.
+  Each WebSocket registers a streaming producer on its transport, so Twisted tells it
+  when the kernel and Twisted buffers are full; frames written while paused are
+  counted, and past ``PULSE_WS_MAX_UNSENT_BYTES`` the socket gets no more data and is
+  closed with 1013 (try again later) and a reason saying to resume from the last cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import daphne.server
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import defer, reactor, task
+
+logger = logging.getLogger("pulse.server")
+
+GOING_AWAY = 1001
+SLOW_CONSUMER_CLOSE_CODE = 1013
+SLOW_CONSUMER_REASON = "slow consumer: resubscribe with after set to your last cursor"
+SLOW_CONSUMER_DROP_AFTER_SECONDS = 30.0  # a client that never reads again is dropped
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value else default
+
+
+class _SendBacklog:
+    """Streaming producer telling its WebSocket whether the transport is backed up."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.unsent_bytes = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.unsent_bytes = 0
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class PulseWebSocketProtocol(WebSocketProtocol):
+    """daphne's WebSocket protocol, closing clients that stop reading."""
+
+    max_unsent_bytes = int(_env_number("PULSE_WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024))
+
+    def onOpen(self) -> None:
+        self.backlog = _SendBacklog()
+        self.closing_slow_consumer = False
+        # The HTTP channel this connection was upgraded from is still registered as the
+        # transport's producer; after the upgrade the backlog takes its place.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.registerProducer(self.backlog, True)
+        super().onOpen()
+
+    def serverSend(self, content: Any, binary: bool = False) -> None:
+        backlog: _SendBacklog | None = getattr(self, "backlog", None)
+        if backlog is not None and backlog.paused:
+            if self.closing_slow_consumer:
+                return
+            backlog.unsent_bytes += len(content)
+            if backlog.unsent_bytes > self.max_unsent_bytes:
+                self._close_slow_consumer()
+                return
+        super().serverSend(content, binary)
+
+    def _close_slow_consumer(self) -> None:
+        self.closing_slow_consumer = True
+        logger.warning("Closing slow WebSocket consumer %s", self.client_addr)
+        # The close frame queues behind what the client has not read yet; give it time
+        # to read up to it, then drop the connection.
+        self.closeHandshakeTimeout = SLOW_CONSUMER_DROP_AFTER_SECONDS
+        self.sendCloseFrame(
+            code=SLOW_CONSUMER_CLOSE_CODE, reasonUtf8=SLOW_CONSUMER_REASON.encode(), isReply=False
+        )
+
+
+class PulseWebSocketFactory(WebSocketFactory):
+    protocol = PulseWebSocketProtocol
+
+
+class PulseServer(Server):
+    """daphne's ``Server`` with a graceful stop and the slow-consumer guard."""
+
+    grace_seconds = _env_number("PULSE_SHUTDOWN_GRACE_SECONDS", 10.0)
+
+    def run(self) -> None:
+        self.ports: list[Any] = []
+        # daphne builds its WebSocket factory inside run(); point it at ours.
+        daphne.server.WebSocketFactory = PulseWebSocketFactory  # type: ignore[misc]
+        super().run()
+
+    def listen_success(self, port: Any) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def kill_all_applications(self) -> defer.Deferred[Any]:
+        """daphne's shutdown hook, run only after the connections were drained."""
+        drained = defer.ensureDeferred(self.drain())
+        drained.addCallback(lambda _: Server.kill_all_applications(self))
+        return drained
+
+    async def drain(self) -> None:
+        """Stop listening, finish in-flight HTTP, close WebSockets with 1001."""
+        for port in self.ports:
+            port.stopListening()
+        deadline = time.monotonic() + self.grace_seconds
+        while self._busy_http() and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.05)
+        sockets = [ws for ws in self._websockets() if ws.state == ws.STATE_OPEN]
+        logger.info("Shutting down: closing %d WebSockets with 1001", len(sockets))
+        for protocol in sockets:
+            # autobahn's public sendClose only allows 1000 and 3000-4999.
+            protocol.sendCloseFrame(code=GOING_AWAY, isReply=False)
+        # Wait for the closing handshakes, so the close frames are not lost at exit.
+        close_deadline = time.monotonic() + 2.0
+        while self._websockets() and time.monotonic() < close_deadline:
+            await task.deferLater(reactor, 0.05)
+
+    def _busy_http(self) -> bool:
+        return any(
+            not isinstance(protocol, WebSocketProtocol)
+            and "disconnected" not in details
+            and details.get("application_instance") is not None
+            and not details["application_instance"].done()
+            for protocol, details in self.connections.items()
+        )
+
+    def _websockets(self) -> list[WebSocketProtocol]:
+        """WebSockets whose TCP connection is still up."""
+        return [
+            protocol
+            for protocol, details in self.connections.items()
+            if isinstance(protocol, WebSocketProtocol) and "disconnected" not in details
+        ]
+
+
+class PulseCommandLineInterface(CommandLineInterface):
+    server_class = PulseServer
+
+
+if __name__ == "__main__":
+    PulseCommandLineInterface.entrypoint()
