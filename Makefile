@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres lint system-deps install migrate
+.PHONY: run test test-postgres soak lint system-deps install migrate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install system-deps
 # The same suite on a throwaway PostgreSQL cluster (bin/with-postgres starts and removes it).
 test-postgres: install system-deps
 	bin/with-postgres $(BIN)/pytest
+
+# Long fault scenarios (not in `make test`): 50,000 activities against a stalled reader.
+soak: install system-deps
+	$(BIN)/pytest -m soak -s
 
 lint: install
 	$(BIN)/ruff check .

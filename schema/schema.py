@@ -6,9 +6,11 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from schema import events, users
+from schema import events, graphql_core_fix, users
 from schema.errors import CodedErrors
 from schema.subscriptions import Subscription
+
+graphql_core_fix.apply()
 
 Query = merge_types("Query", (users.Query, events.Query))
 Mutation = merge_types("Mutation", (users.Mutation, events.Mutation))

@@ -184,14 +184,15 @@ async def test_slow_consumer_is_closed_with_1013_and_resumes(tmp_path: Path) -> 
     result = await _slow_consumer_scenario(tmp_path, count=3000, cap_bytes=256 * 1024)
     print(f"slow consumer (3,000 x 1 KB): {result}")
     # 3 MB were published; the slow socket's backlog is capped at 256 KiB.
-    assert result["rss_growth_mib"] < 64
+    assert result["rss_growth_mib"] < 32
 
 
 @pytest.mark.soak
 async def test_slow_consumer_soak_50k(tmp_path: Path) -> None:
     result = await _slow_consumer_scenario(tmp_path, count=50_000, cap_bytes=4 * 2**20)
     print(f"slow consumer soak (50,000 x 1 KB): {result}")
-    assert result["rss_growth_mib"] < 64  # vs ~50 MB for an unbounded buffer of this burst
+    # ~50 MB of frames were published; an unbounded buffer would hold all of them.
+    assert result["rss_growth_mib"] < 32
 
 
 def test_pid_helper_reads_this_process() -> None:
