@@ -95,6 +95,12 @@ class PulseWebSocketProtocol(WebSocketProtocol):
         self.sendCloseFrame(
             code=SLOW_CONSUMER_CLOSE_CODE, reasonUtf8=SLOW_CONSUMER_REASON.encode(), isReply=False
         )
+        # Stop the application's work for this socket now, not when the client goes.
+        if hasattr(self, "application_queue"):
+            self.application_queue.put_nowait(
+                {"type": "websocket.disconnect", "code": SLOW_CONSUMER_CLOSE_CODE}
+            )
+            self.muted = True  # daphne sends no second disconnect from onClose
 
 
 class PulseWebSocketFactory(WebSocketFactory):
