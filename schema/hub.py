@@ -14,16 +14,19 @@ import contextlib
 import logging
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from events import selectors
-from events.models import Activity
 from events.publisher import ACTIVITY_GROUP
 from events.selectors import ActivityWithEvent
-from events.visibility import can_see
+from schema.filters import ActivityFilter
+
+if TYPE_CHECKING:
+    from schema.live import SharedSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +36,6 @@ POLL_SECONDS = 5.0  # safety net for lost notifications
 
 class SlowConsumerError(Exception):
     """The subscriber's queue overflowed; it must resume from its last cursor."""
-
-
-@dataclass(frozen=True)
-class ActivityFilter:
-    """Which activities one subscription asked for (beyond what it may see)."""
-
-    viewer_id: int | None
-    kinds: frozenset[str] | None = None
-    actor_id: int | None = None
-
-    def accepts(self, activity: Activity) -> bool:
-        if self.kinds is not None and activity.kind not in self.kinds:
-            return False
-        if self.actor_id is not None and activity.actor_id != self.actor_id:
-            return False
-        return can_see(self.viewer_id, activity)
 
 
 @dataclass(eq=False)
@@ -89,7 +76,10 @@ class ActivityHub:
     """
 
     def __init__(self) -> None:
+        from schema.live import SharedFanout
+
         self._subscribers: set[Subscriber] = set()
+        self.fanout = SharedFanout()
         self._ready = asyncio.Event()
         self._doorbell = asyncio.Event()
         self._delivered_id = 0
@@ -105,9 +95,19 @@ class ActivityHub:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
 
+    async def subscribe_shared(self, subscription: SharedSubscription) -> None:
+        """Add a shared-execution subscription; returns once the hub is listening."""
+        if not self._tasks or any(task.done() for task in self._tasks):
+            self._start()
+        self.fanout.add(subscription)
+        await self._ready.wait()
+
+    def unsubscribe_shared(self, subscription: SharedSubscription) -> None:
+        self.fanout.remove(subscription)
+
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._subscribers) + self.fanout.count
 
     def _start(self) -> None:
         for task in self._tasks:
@@ -157,7 +157,7 @@ class ActivityHub:
 
     async def catch_up(self) -> None:
         """Deliver every activity after the last delivered one to local subscribers."""
-        if not self._subscribers:
+        if not self.subscriber_count:
             latest = await sync_to_async(selectors.latest_activity_id)()
             self._delivered_id = max(self._delivered_id, latest)
             return
@@ -169,6 +169,7 @@ class ActivityHub:
                 for subscriber in list(self._subscribers):
                     if subscriber.filter.accepts(activity):
                         subscriber.push((activity, event))
+                await self.fanout.deliver(activity, event)
                 self._delivered_id = activity.pk
             if len(rows) < settings.PULSE_REPLAY_BATCH_SIZE:
                 return

@@ -13,7 +13,8 @@ from schema.context import Info, viewer_id
 from schema.enums import ActivityKind
 from schema.errors import PulseError
 from schema.events import ActivityType, parse_activity_cursor
-from schema.hub import ActivityFilter, SlowConsumerError, Subscriber, get_hub
+from schema.filters import ActivityFilter
+from schema.hub import SlowConsumerError, Subscriber, get_hub
 from schema.ids import decode_pk, encode_activity_cursor
 
 SLOW_CONSUMER = "SLOW_CONSUMER"

@@ -16,6 +16,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from schema.live_handler import SharedActivityTransportWSHandler
 from schema.schema import schema
 from users.tokens import bearer_token, token_user
 
@@ -56,8 +57,11 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
 
     Without a token the session cookie's user (from ``AuthMiddlewareStack``) stays, or
     the anonymous user; strawberry refuses cross-origin handshakes from origins not in
-    ``CSRF_TRUSTED_ORIGINS`` before any of this runs.
+    ``CSRF_TRUSTED_ORIGINS`` before any of this runs. ``activity`` subscriptions over
+    graphql-transport-ws run once per shape (``schema.live``), not once per subscriber.
     """
+
+    graphql_transport_ws_handler_class = SharedActivityTransportWSHandler
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params") or {}
