@@ -1,0 +1,130 @@
+"""Shared execution: work per activity grows with shapes, not with subscribers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+from django.db.backends.utils import CursorWrapper
+from graphql import parse
+
+from events import selectors
+from events.models import StatusChange, Visibility
+from schema.filters import ActivityFilter
+from schema.live import Shape, SharedFanout, SharedSubscription
+from schema.schema import schema
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FULL = """subscription Full { activity {
+  cursor kind verb message actor { username email profile { bio } }
+  event { id visibility ... on StatusChange { status } }
+} }"""
+BY_KIND = """subscription ByKind($kinds: [ActivityKind!]) { activity(kinds: $kinds) {
+  cursor message actor { email } event { ... on StatusChange { status } }
+} }"""
+SMALL = "subscription { activity { cursor message } }"
+SHAPES = [(FULL, None), (BY_KIND, {"kinds": ["STATUS_CHANGE"]}), (SMALL, None)]
+
+
+class count_queries:
+    """Count SQL statements run on any thread (resolvers may run in a worker thread)."""
+
+    def __enter__(self) -> None:
+        self.count = 0
+        self._original = CursorWrapper._execute
+
+        def counting(wrapper: CursorWrapper, *args: object, **kwargs: object) -> object:
+            self.count += 1
+            return self._original(wrapper, *args, **kwargs)
+
+        CursorWrapper._execute = counting  # type: ignore[method-assign]
+
+    def __exit__(self, *exc: object) -> None:
+        CursorWrapper._execute = self._original  # type: ignore[method-assign]
+
+
+def make_shape(query: str, variables: dict | None) -> Shape:
+    kinds = frozenset(variables["kinds"]) if variables else None
+    return Shape(
+        json.dumps([query, variables]),
+        schema._schema,
+        parse(query),
+        None,
+        variables,
+        ActivityFilter(viewer_id=None, kinds=kinds),
+    )
+
+
+async def fan_out(subscribers: int, viewers: list[int | None]) -> tuple[SharedFanout, dict, int]:
+    """Deliver the whole log to ``subscribers`` subscriptions spread over 3 shapes."""
+    fanout = SharedFanout()
+    shapes = [make_shape(q, v) for q, v in SHAPES]
+    frames: dict[int, list[tuple[int | None, str]]] = {n: [] for n in range(subscribers)}
+
+    def sink(n: int, viewer: int | None) -> Callable:
+        async def send_text(text: str) -> None:
+            frames[n].append((viewer, text))
+
+        return send_text
+
+    for n in range(subscribers):
+        viewer = viewers[(n // len(SHAPES)) % len(viewers)]  # every shape x every viewer
+        fanout.add(
+            SharedSubscription(
+                shape=shapes[n % len(shapes)],
+                viewer_id=viewer,
+                frame_prefix='{"id":"%d","type":"next","payload":' % n,
+                send_text=sink(n, viewer),
+                live=True,
+            )
+        )
+    rows = await sync_to_async(selectors.log_after)(after_id=0, limit=100)
+    queries = count_queries()
+    with queries:
+        for activity, event in rows:
+            await fanout.deliver(activity, event)
+    return fanout, frames, queries.count
+
+
+async def test_executions_and_queries_do_not_grow_with_subscribers(
+    make_user: Callable[..., User],
+) -> None:
+    alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
+    await sync_to_async(StatusChange.objects.create)(actor=alice, status="hello world")
+    await sync_to_async(StatusChange.objects.create)(
+        actor=alice, status="secret plan", visibility=Visibility.PRIVATE
+    )
+    viewers = [None, bob.pk, alice.pk]
+
+    small, _, small_queries = await fan_out(30, viewers)
+    large, frames, large_queries = await fan_out(1000, viewers)
+
+    def executions(fanout: SharedFanout) -> int:
+        return sum(shape.executions for shape in fanout.shapes.values())
+
+    assert executions(large) == executions(small)
+    assert large_queries == small_queries
+    # 4 activities (2 joins, 2 statuses): at most 3 viewer classes x 3 shapes each.
+    assert executions(large) <= 4 * 3 * 3
+    assert sum(len(f) for f in frames.values()) > 1000
+
+    for n, received in frames.items():
+        for viewer, text in received:
+            frame = json.loads(text)
+            assert frame["id"] == str(n)
+            activity = frame["payload"]["data"]["activity"]
+            if viewer != alice.pk:
+                assert "secret plan" not in text
+                assert "alice@example.com" not in text
+            if viewer == alice.pk and activity["message"].startswith("alice changed"):
+                if "actor" in activity and "email" in activity["actor"]:
+                    assert activity["actor"]["email"] == "alice@example.com"
+    alice_frames = [t for f in frames.values() for v, t in f if v == alice.pk]
+    assert any("secret plan" in t for t in alice_frames)
+    assert any("alice@example.com" in t for t in alice_frames)
+    bob_frames = [t for f in frames.values() for v, t in f if v == bob.pk]
+    assert any("bob@example.com" in t for t in bob_frames)  # his own join: he is its author
