@@ -35,16 +35,16 @@ class count_queries:
 
     def __enter__(self) -> None:
         self.count = 0
-        self._original = CursorWrapper._execute
+        self._original = CursorWrapper._execute  # type: ignore[attr-defined]
 
         def counting(wrapper: CursorWrapper, *args: object, **kwargs: object) -> object:
             self.count += 1
             return self._original(wrapper, *args, **kwargs)
 
-        CursorWrapper._execute = counting  # type: ignore[method-assign]
+        CursorWrapper._execute = counting  # type: ignore[attr-defined]
 
     def __exit__(self, *exc: object) -> None:
-        CursorWrapper._execute = self._original  # type: ignore[method-assign]
+        CursorWrapper._execute = self._original  # type: ignore[attr-defined]
 
 
 def make_shape(query: str, variables: dict | None) -> Shape:
