@@ -25,6 +25,7 @@ NOT_FOUND = "NOT_FOUND"
 RATE_LIMITED = "RATE_LIMITED"
 INTERNAL = "INTERNAL"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+SLOW_CONSUMER = "SLOW_CONSUMER"
 
 
 class PulseError(GraphQLError):
@@ -41,6 +42,15 @@ class PulseError(GraphQLError):
 
 def unauthenticated(message: str = "You must be signed in.") -> PulseError:
     return PulseError(message, UNAUTHENTICATED)
+
+
+def slow_consumer(last_cursor: str) -> PulseError:
+    """A subscription ended because its bounded queue overflowed."""
+    return PulseError(
+        "Too slow to keep up; resubscribe with `after` set to the last cursor received "
+        f"({last_cursor}).",
+        SLOW_CONSUMER,
+    )
 
 
 def not_found(message: str = "Not found.") -> PulseError:

@@ -7,12 +7,11 @@ strawberry's own handler unchanged, which also reports every error the usual way
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.conf import settings
 from graphql import GraphQLError, parse, validate
 from graphql.error import GraphQLSyntaxError
 from graphql.execution.values import get_variable_values
@@ -22,8 +21,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
-from events import selectors
+from schema.errors import slow_consumer
 from schema.events import parse_activity_cursor
+from schema.filters import replay_log
 from schema.hub import get_hub
 from schema.ids import encode_activity_cursor
 from schema.live import (
@@ -146,13 +146,7 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                     await send_text(subscription.frame_prefix + payload + "}")
             if subscription.overflowed:
                 await operation.send_initial_errors(
-                    [
-                        GraphQLError(
-                            "Too slow to keep up; resubscribe with `after` set to the last "
-                            f"cursor received ({encode_activity_cursor(last_id)}).",
-                            extensions={"code": "SLOW_CONSUMER"},
-                        )
-                    ]
+                    [slow_consumer(encode_activity_cursor(last_id))]
                 )
                 return
             subscription.last_id = last_id
@@ -166,24 +160,15 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if after_id is None:
             return 0
         shape, last_id = subscription.shape, after_id
-        batch_size = settings.PULSE_REPLAY_BATCH_SIZE
-        while True:
-            rows = await sync_to_async(selectors.activities_after)(
-                viewer_id=subscription.viewer_id,
-                after_id=last_id,
-                limit=batch_size,
-                kinds=shape.wanted.kinds,
-                actor_id=shape.wanted.actor_id,
-            )
-            for activity, event in rows:
-                if subscription.viewer_id is None:
-                    relation = ANONYMOUS
-                elif subscription.viewer_id == activity.actor_id:
-                    relation = AUTHOR
-                else:
-                    relation = OTHER
-                payload = await shape.execute(activity, event, relation)
-                await subscription.send_text(subscription.frame_prefix + payload + "}")
-                last_id = activity.pk
-            if len(rows) < batch_size:
-                return last_id
+        wanted = dataclasses.replace(shape.wanted, viewer_id=subscription.viewer_id)
+        async for activity, event in replay_log(wanted, after_id):
+            if subscription.viewer_id is None:
+                relation = ANONYMOUS
+            elif subscription.viewer_id == activity.actor_id:
+                relation = AUTHOR
+            else:
+                relation = OTHER
+            payload = await shape.execute(activity, event, relation)
+            await subscription.send_text(subscription.frame_prefix + payload + "}")
+            last_id = activity.pk
+        return last_id

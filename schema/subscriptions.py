@@ -6,18 +6,15 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
-from events import selectors
 from schema.context import Info, viewer_id
 from schema.enums import ActivityKind
-from schema.errors import PulseError
+from schema.errors import slow_consumer
 from schema.events import ActivityType, parse_activity_cursor
-from schema.filters import ActivityFilter
+from schema.filters import ActivityFilter, replay_log
 from schema.hub import SlowConsumerError, Subscriber, get_hub
 from schema.ids import decode_pk, encode_activity_cursor
 
-SLOW_CONSUMER = "SLOW_CONSUMER"
 NO_SUCH_ACTOR = -1  # an actorId that decodes to nothing matches no activity
 
 
@@ -48,29 +45,14 @@ class Subscription:
         await hub.subscribe(subscriber)
         try:
             if after is not None:
-                batch_size = settings.PULSE_REPLAY_BATCH_SIZE
-                while True:
-                    rows = await sync_to_async(selectors.activities_after)(
-                        viewer_id=wanted.viewer_id,
-                        after_id=last_id,
-                        limit=batch_size,
-                        kinds=wanted.kinds,
-                        actor_id=wanted.actor_id,
-                    )
-                    for activity, event in rows:
-                        last_id = activity.pk
-                        yield ActivityType(activity=activity, loaded_event=event)
-                    if len(rows) < batch_size:
-                        break
+                async for activity, event in replay_log(wanted, last_id):
+                    last_id = activity.pk
+                    yield ActivityType(activity=activity, loaded_event=event)
             while True:
                 try:
                     activity, event = await subscriber.next()
                 except SlowConsumerError:
-                    raise PulseError(
-                        "Too slow to keep up; resubscribe with `after` set to the last cursor "
-                        f"received ({encode_activity_cursor(last_id)}).",
-                        SLOW_CONSUMER,
-                    ) from None
+                    raise slow_consumer(encode_activity_cursor(last_id)) from None
                 if activity.pk <= last_id:
                     continue
                 last_id = activity.pk
