@@ -161,6 +161,7 @@ class SharedFanout:
 
     async def deliver(self, activity: Activity, event: Event | None) -> None:
         """Execute once per shape and viewer class, then write to every subscriber."""
+        activity_id = activity.pk
         for shape in list(self.shapes.values()):
             if not shape.accepts(activity):
                 continue
@@ -169,7 +170,7 @@ class SharedFanout:
                     continue
                 payload = await shape.execute(activity, event, relation)
                 for subscription in subscriptions:
-                    await subscription.offer(activity.pk, payload)
+                    await subscription.offer(activity_id, payload)
 
 
 def _audiences(shape: Shape, activity: Activity) -> list[tuple[str, list[SharedSubscription]]]:
