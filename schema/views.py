@@ -62,6 +62,10 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     """
 
     graphql_transport_ws_handler_class = SharedActivityTransportWSHandler
+    # An alias that names no channel layer: Channels then gives the socket no channel of
+    # its own (no queue, no receive task, no Redis SUBSCRIBE per socket). Activities
+    # reach sockets through the process's single hub listener instead.
+    channel_layer_alias = "pulse.no-per-socket-channel"
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params") or {}
