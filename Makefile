@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres soak lint system-deps install migrate
+.PHONY: run test test-postgres soak bench bench-smoke lint system-deps install migrate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ test-postgres: install system-deps
 # Long fault scenarios (not in `make test`): 50,000 activities against a stalled reader.
 soak: install system-deps
 	$(BIN)/pytest -m soak -s
+
+# The fan-out benchmark matrix (bench/README.md); bench-smoke is CI's small version.
+bench: install system-deps
+	$(BIN)/python -m bench.run
+
+bench-smoke: install system-deps
+	$(BIN)/python -m bench.run --quick
 
 lint: install
 	$(BIN)/ruff check .

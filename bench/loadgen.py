@@ -1,0 +1,866 @@
+"""An asyncio load generator for GraphQL subscriptions over graphql-transport-ws.
+
+It opens N subscriber WebSockets (``connection_init`` → ``connection_ack`` →
+``subscribe``, at most ``open_concurrency`` handshakes at a time), then publishes
+events over HTTP (a keep-alive connection) and records, for every delivery, the time
+from just before the publish request was sent to the moment the subscriber's task got
+the frame. Each event's status text carries its phase, its sequence number and its
+send time (``bench:<phase>:<seq>:<time_ns>``), so a delivery is attributed exactly.
+
+Also measures the server process through ``/proc``: CPU time (utime + stime, all
+threads) consumed during a phase, and its resident memory (VmRSS, and the peak VmHWM).
+
+Every wait has a bound: per-handshake and per-request timeouts, a cap on the opening
+phase, and after publishing a drain that ends when everything arrived, when nothing
+arrived for ``stall_seconds``, or after ``drain_cap_seconds`` in all.
+
+Standalone use, against a server that is already running::
+
+    python -m bench.loadgen --port 8000 --publish graphql --token TOKEN \
+        --subscribers 1000 --events 60 [--rate 1] [--server-pid PID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+SUBSCRIPTION = (
+    "subscription { activity { cursor kind message actor { username } "
+    "event { ... on StatusChange { status } } } }"
+)
+CREATE_STATUS = "mutation($s: String!) { createStatusChange(input: {status: $s}) { id } }"
+CREATE_USER = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
+LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
+BENCH_PASSWORD = "correct horse 9 battery"  # noqa: S105 (a throwaway benchmark account)
+
+PublishMode = Literal["graphql", "post"]
+RATE_CONNECTIONS = 64  # publish connections at most, when publishing at a fixed rate
+
+
+# Process helpers ---------------------------------------------------------------------
+
+
+def raise_nofile_limit(wanted: int = 65536) -> int:
+    """Raise RLIMIT_NOFILE (soft, and hard when allowed) towards ``wanted``; the new soft."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((wanted, max(hard, wanted)), (min(wanted, hard), hard)):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (every thread), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in KiB."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in {"VmRSS", "VmHWM"}:
+                found[name] = int(value.split()[0])
+    return found
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this (load generator) process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# HTTP --------------------------------------------------------------------------------
+
+
+class HttpClient:
+    """A minimal HTTP/1.1 client on asyncio streams keeping one connection alive."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """Send one request and return (status, body); reconnects once if the peer left."""
+        async with asyncio.timeout(self.timeout):
+            reused = self._writer is not None
+            try:
+                return await self._exchange(method, path, body, headers or {})
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if not reused:
+                    raise
+            return await self._exchange(method, path, body, headers or {})
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._reader, self._writer
+        assert reader is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the server closed the connection")
+        status = int(status_line.split()[1])
+        response_headers: dict[str, str] = {}
+        for _ in range(200):
+            line = await reader.readline()
+            if line in {b"\r\n", b"\n", b""}:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        if "content-length" in response_headers:
+            data = await reader.readexactly(int(response_headers["content-length"]))
+        elif response_headers.get("transfer-encoding", "").lower() == "chunked":
+            data = await self._read_chunked(reader)
+        else:
+            data = await reader.read()
+            response_headers["connection"] = "close"
+        if response_headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, data
+
+    @staticmethod
+    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+        chunks: list[bytes] = []
+        for _ in range(1_000_000):
+            size = int((await reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                for _ in range(100):  # trailers, then the blank line
+                    if (await reader.readline()) in {b"\r\n", b"\n", b""}:
+                        break
+                break
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        return b"".join(chunks)
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+class PublishError(Exception):
+    """A publish request did not succeed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server under test listens and how it takes a publish."""
+
+    host: str
+    port: int
+    publish: PublishMode  # "graphql": createStatusChange mutation; "post": POST /publish
+    token: str | None = None
+    ws_path: str = "/graphql/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{self.ws_path}"
+
+
+class Publisher:
+    """Publishes one event per request over its own keep-alive connection."""
+
+    def __init__(self, target: Target, timeout: float = 30.0) -> None:
+        self.target = target
+        self.http = HttpClient(target.host, target.port, timeout)
+
+    async def publish(self, status: str) -> None:
+        """Publish one event; raises ``PublishError`` unless it succeeded."""
+        headers = {"Content-Type": "application/json"}
+        if self.target.publish == "post":
+            code, data = await self.http.request(
+                "POST", "/publish", json.dumps({"status": status}).encode(), headers
+            )
+            if code != 200:
+                raise PublishError(f"HTTP {code}: {data[:300]!r}")
+            return
+        if self.target.token:
+            headers["Authorization"] = f"Bearer {self.target.token}"
+        body = json.dumps({"query": CREATE_STATUS, "variables": {"s": status}}).encode()
+        code, data = await self.http.request("POST", "/graphql/", body, headers)
+        if code != 200:
+            raise PublishError(f"HTTP {code}: {data[:300]!r}")
+        result = json.loads(data)
+        if result.get("errors") or not result.get("data"):
+            raise PublishError(f"GraphQL errors: {json.dumps(result)[:300]}")
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+async def graphql_http(
+    host: str, port: int, query: str, variables: dict[str, Any], token: str | None = None
+) -> dict[str, Any]:
+    """One GraphQL request over HTTP; the decoded body."""
+    client = HttpClient(host, port)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        code, data = await client.request("POST", "/graphql/", body, headers)
+    finally:
+        await client.close()
+    if code != 200:
+        raise PublishError(f"HTTP {code}: {data[:300]!r}")
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+async def sign_up(host: str, port: int, username: str) -> str:
+    """Create a Pulse user and return a bearer token for it."""
+    user = {"username": username, "email": f"{username}@example.com", "password": BENCH_PASSWORD}
+    created = await graphql_http(host, port, CREATE_USER, {"i": user})
+    if created.get("errors"):
+        raise PublishError(f"createUser failed: {created}")
+    login = await graphql_http(host, port, LOGIN, {"u": username, "p": BENCH_PASSWORD})
+    if login.get("errors"):
+        raise PublishError(f"login failed: {login}")
+    return str(login["data"]["login"]["token"])
+
+
+# Subscribers -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One WebSocket with one ``activity`` subscription, and what it received."""
+
+    ws: ClientConnection
+    phase: str = ""
+    seen: set[int] = field(default_factory=set)
+    warm: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Recorder:
+    """Counts the deliveries of the current phase, per event, and their latencies.
+
+    An event counts as published once its publish request succeeded (``acked``); a
+    delivery of an event whose request failed or timed out is counted apart.
+    """
+
+    phase: str = ""
+    subscribers: int = 0
+    acked: set[int] = field(default_factory=set)
+    per_event: collections.Counter[int] = field(default_factory=collections.Counter)
+    event_sent_ns: dict[int, int] = field(default_factory=dict)
+    event_last_ns: dict[int, int] = field(default_factory=dict)
+    received: int = 0  # every delivery of this phase, acked or not
+    duplicates: int = 0
+    stale: int = 0  # frames of an earlier phase (a warm-up arriving late)
+    latencies_ns: list[int] = field(default_factory=list)
+    first_send_ns: int = 0
+    last_receive_ns: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    closed: collections.Counter[str] = field(default_factory=collections.Counter)
+    closing: bool = False  # set when the load generator drops its own sockets
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, phase: str, subscribers: int) -> None:
+        self.phase, self.subscribers = phase, subscribers
+        self.acked, self.per_event = set(), collections.Counter()
+        self.event_sent_ns, self.event_last_ns = {}, {}
+        self.received = self.duplicates = self.stale = 0
+        self.latencies_ns = []
+        self.first_send_ns = self.last_receive_ns = 0
+
+    @property
+    def published(self) -> set[int]:
+        """Events known to exist: their publish request succeeded, or someone got them.
+
+        A request that timed out may still have been executed by a starved server.
+        """
+        return self.acked | self.per_event.keys()
+
+    @property
+    def expected(self) -> int:
+        return len(self.published) * self.subscribers
+
+    @property
+    def delivered(self) -> int:
+        return self.received
+
+    @property
+    def unacked_deliveries(self) -> int:
+        """Deliveries of events whose publish request failed or timed out."""
+        return sum(n for seq, n in self.per_event.items() if seq not in self.acked)
+
+    def event_completion_ms(self) -> list[float]:
+        """Per event: from its send to its last delivery, in ms."""
+        return sorted(
+            (last - self.event_sent_ns[seq]) / 1e6
+            for seq, last in self.event_last_ns.items()
+            if seq in self.event_sent_ns
+        )
+
+    def frame(self, subscriber: Subscriber, raw: str | bytes, now_ns: int) -> None:
+        """Account for one frame received by ``subscriber``."""
+        try:
+            message = json.loads(raw)
+            kind = message.get("type")
+            if kind == "next":
+                payload = message["payload"]
+                if payload.get("errors"):
+                    self.errors[f"next with errors: {json.dumps(payload['errors'])[:200]}"] += 1
+                status = payload["data"]["activity"]["event"]["status"]
+                _, phase, seq, sent_ns = status.split(":")
+                self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
+            elif kind == "ping":
+                task = asyncio.ensure_future(subscriber.ws.send('{"type":"pong"}'))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif kind != "pong":
+                self.errors[f"unexpected {kind} frame: {str(raw)[:200]}"] += 1
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            self.errors[f"unreadable frame ({error!r}): {str(raw)[:200]}"] += 1
+
+    def _delivery(
+        self, subscriber: Subscriber, phase: str, seq: int, sent_ns: int, now_ns: int
+    ) -> None:
+        if phase == "warm":
+            subscriber.warm = True
+        if phase != self.phase:
+            self.stale += 1
+            return
+        if subscriber.phase != phase:
+            subscriber.phase, subscriber.seen = phase, set()
+        if seq in subscriber.seen:
+            self.duplicates += 1
+            return
+        subscriber.seen.add(seq)
+        self.per_event[seq] += 1
+        self.received += 1
+        self.event_sent_ns[seq] = sent_ns
+        self.event_last_ns[seq] = now_ns
+        self.latencies_ns.append(now_ns - sent_ns)
+        self.last_receive_ns = max(self.last_receive_ns, now_ns)
+
+
+async def _read(subscriber: Subscriber, recorder: Recorder) -> None:
+    ws = subscriber.ws
+    try:
+        async for raw in ws:
+            recorder.frame(subscriber, raw, time.time_ns())
+    except ConnectionClosed:
+        pass
+    finally:
+        if not recorder.closing:  # closed by the server (or the network)
+            recorder.closed[f"{ws.close_code} {ws.close_reason or ''}".strip()] += 1
+
+
+async def open_subscriber(
+    target: Target, recorder: Recorder, handshake_seconds: float
+) -> Subscriber:
+    """Connect, initialise and subscribe; the frames are read by a task from then on."""
+    ws = await connect(
+        target.ws_url,
+        subprotocols=[TRANSPORT_WS],
+        compression=None,
+        ping_interval=None,  # the server pings; the client answers automatically
+        open_timeout=handshake_seconds,
+        close_timeout=2,
+        proxy=None,
+    )
+    try:
+        async with asyncio.timeout(handshake_seconds):
+            await ws.send('{"type":"connection_init","payload":{}}')
+            for _ in range(10):
+                message = json.loads(await ws.recv())
+                if message.get("type") == "connection_ack":
+                    break
+                if message.get("type") == "ping":
+                    await ws.send('{"type":"pong"}')
+                    continue
+                raise ConnectionError(f"expected connection_ack, got {message}")
+            else:
+                raise ConnectionError("no connection_ack")
+            frame = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}
+            await ws.send(json.dumps(frame))
+    except BaseException:
+        ws.transport.abort()
+        raise
+    subscriber = Subscriber(ws=ws)
+    subscriber.task = asyncio.create_task(_read(subscriber, recorder))
+    return subscriber
+
+
+async def open_subscribers(
+    target: Target,
+    recorder: Recorder,
+    count: int,
+    concurrency: int,
+    handshake_seconds: float = 30.0,
+    cap_seconds: float = 600.0,
+) -> tuple[list[Subscriber], collections.Counter[str]]:
+    """Open up to ``count`` subscribers, ``concurrency`` handshakes at a time."""
+    gate = asyncio.Semaphore(concurrency)
+    failures: collections.Counter[str] = collections.Counter()
+
+    async def one() -> Subscriber | None:
+        async with gate:
+            try:
+                return await open_subscriber(target, recorder, handshake_seconds)
+            except Exception as error:
+                failures[f"{type(error).__name__}: {str(error)[:120]}"] += 1
+                return None
+
+    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    done, pending = await asyncio.wait(tasks, timeout=cap_seconds)
+    for task in pending:
+        task.cancel()
+    if pending:
+        failures["not opened within the opening cap"] += len(pending)
+        await asyncio.wait(pending, timeout=10)
+    opened = [s for task in done if not task.cancelled() and (s := task.result()) is not None]
+    return opened, failures
+
+
+async def close_subscribers(subscribers: list[Subscriber]) -> None:
+    """Drop every connection at once (the server is stopped right after)."""
+    tasks = [s.task for s in subscribers if s.task is not None]
+    for subscriber in subscribers:
+        subscriber.ws.transport.abort()
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
+
+
+# Phases ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """What to publish: ``events`` one after another (at ``rate`` per second when
+    given, else back to back), or ``mutations`` with ``concurrency`` in flight."""
+
+    name: str
+    count: int
+    mode: Literal["events", "mutations"] = "events"
+    rate: float | None = None
+    concurrency: int = 1
+
+
+@dataclass
+class PhaseResult:
+    """What one phase measured (times in ms unless named otherwise)."""
+
+    name: str
+    mode: str
+    subscribers: int
+    published: int
+    publish_errors: int
+    expected: int
+    delivered: int
+    unacked_deliveries: int  # deliveries of events whose publish request failed or timed out
+    duplicates: int
+    stale: int
+    drain_end: str  # complete | stall | cap
+    publish_seconds: float
+    fanout_seconds: float | None  # first publish sent -> last delivery received
+    server_cpu_seconds: float | None
+    cpu_us_per_delivery: float | None
+    client_cpu_seconds: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    request_p50_ms: float | None
+    request_p99_ms: float | None
+    event_complete_p50_ms: float | None  # per event: send -> its last delivery
+    event_complete_max_ms: float | None
+    rss_kib_after: int | None
+    errors: dict[str, int] = field(default_factory=dict)
+    publish_error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def delivered_pct(self) -> float | None:
+        return 100.0 * self.delivered / self.expected if self.expected else None
+
+
+@dataclass
+class SessionResult:
+    """One server process, N subscribers, and the phases run against it."""
+
+    server: str
+    subscribers_wanted: int
+    subscribers_opened: int
+    open_failures: dict[str, int]
+    open_seconds: float
+    warm_subscribers: int
+    rss_kib_idle: int | None
+    rss_kib_open: int | None
+    rss_kib_peak: int | None
+    phases: list[PhaseResult]
+    closed_by_server: dict[str, int]
+    note: str = ""
+
+    @property
+    def kib_per_subscription(self) -> float | None:
+        if self.rss_kib_idle is None or self.rss_kib_open is None or not self.subscribers_opened:
+            return None
+        return (self.rss_kib_open - self.rss_kib_idle) / self.subscribers_opened
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts and caps (seconds) bounding every wait of a session."""
+
+    open_concurrency: int = 50
+    handshake_timeout: float = 30.0
+    open_cap: float = 900.0
+    request_timeout: float = 120.0
+    warm_cap: float = 180.0
+    warm_events: int = 3
+    publish_cap_seconds: float = 300.0
+    stall_seconds: float = 30.0
+    drain_cap_seconds: float = 300.0
+
+
+async def _drain(recorder: Recorder, limits: Limits) -> str:
+    """Wait for the expected deliveries; 'complete', 'stall' or 'cap'."""
+    deadline = time.monotonic() + limits.drain_cap_seconds
+    seen, changed = recorder.received, time.monotonic()
+    while recorder.delivered < recorder.expected:
+        now = time.monotonic()
+        if now >= deadline:
+            return "cap"
+        if now - changed >= limits.stall_seconds:
+            return "stall"
+        await asyncio.sleep(0.05)
+        if recorder.received != seen:
+            seen, changed = recorder.received, time.monotonic()
+    return "complete"
+
+
+def _status(phase: str, seq: int) -> str:
+    return f"bench:{phase}:{seq}:{time.time_ns()}"
+
+
+def _ms(values_ns: list[int]) -> tuple[float | None, float | None, float | None]:
+    ordered = sorted(v / 1e6 for v in values_ns)
+    return percentile(ordered, 0.50), percentile(ordered, 0.99), (ordered[-1] if ordered else None)
+
+
+async def warm_up(
+    target: Target, recorder: Recorder, subscribers: list[Subscriber], limits: Limits
+) -> int:
+    """Publish warm-up events until every subscription received one; how many did.
+
+    graphql-transport-ws has no "subscribed" acknowledgement, so this is how the
+    benchmark knows every subscription is live before it measures anything. At most
+    ``limits.warm_events`` events, each waited for until it reached everyone or
+    stopped making progress for 3 s, all within ``limits.warm_cap``.
+    """
+    if not subscribers:
+        return 0
+    publisher = Publisher(target, limits.request_timeout)
+    recorder.start("warm", len(subscribers))
+    deadline = time.monotonic() + limits.warm_cap
+    try:
+        for seq in range(limits.warm_events):
+            if time.monotonic() >= deadline:
+                break
+            with contextlib.suppress(PublishError, OSError, TimeoutError):
+                await publisher.publish(_status("warm", seq))
+                recorder.acked.add(seq)
+            seen, changed = recorder.received, time.monotonic()
+            while recorder.delivered < recorder.expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if recorder.received != seen:
+                    seen, changed = recorder.received, time.monotonic()
+                elif time.monotonic() - changed > 3:
+                    break
+            if all(s.warm for s in subscribers):
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await publisher.close()
+    return sum(s.warm for s in subscribers)
+
+
+async def run_phase(
+    target: Target,
+    recorder: Recorder,
+    subscribers: list[Subscriber],
+    plan: PhasePlan,
+    server_pid: int | None,
+    limits: Limits,
+) -> PhaseResult:
+    """Publish the phase's events (within the publish cap), drain, and measure."""
+    recorder.start(plan.name, len(subscribers))
+    request_ns: list[int] = []
+    publish_errors: collections.Counter[str] = collections.Counter()
+    cpu_before = process_cpu_seconds(server_pid) if server_pid else None
+    client_before = client_cpu_seconds()
+    started = time.monotonic()
+    publish_deadline = started + limits.publish_cap_seconds
+    recorder.first_send_ns = time.time_ns()
+
+    async def publish_one(publisher: Publisher, seq: int) -> None:
+        begin = time.perf_counter_ns()
+        try:
+            await publisher.publish(_status(plan.name, seq))
+        except (PublishError, OSError, TimeoutError, ValueError) as error:
+            publish_errors[f"{type(error).__name__}: {str(error)[:200]}"] += 1
+            return
+        request_ns.append(time.perf_counter_ns() - begin)
+        recorder.acked.add(seq)
+
+    if plan.mode == "events" and plan.rate:
+        # Open loop: each event is sent at its time, whether or not the previous
+        # request has been answered (up to RATE_CONNECTIONS requests in flight).
+        idle: list[Publisher] = []
+        gate = asyncio.Semaphore(RATE_CONNECTIONS)
+
+        async def scheduled(seq: int) -> None:
+            async with gate:
+                publisher = idle.pop() if idle else Publisher(target, limits.request_timeout)
+                try:
+                    await publish_one(publisher, seq)
+                finally:
+                    idle.append(publisher)
+
+        sends: list[asyncio.Task[None]] = []
+        for seq in range(plan.count):
+            await asyncio.sleep(max(0.0, started + seq / plan.rate - time.monotonic()))
+            sends.append(asyncio.create_task(scheduled(seq)))
+        remaining = max(1.0, publish_deadline - time.monotonic())
+        _, late = await asyncio.wait(sends, timeout=remaining)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=10)
+        for publisher in idle:
+            await publisher.close()
+    elif plan.mode == "events":
+        publisher = Publisher(target, limits.request_timeout)
+        try:
+            for seq in range(plan.count):
+                if time.monotonic() >= publish_deadline:
+                    break
+                await publish_one(publisher, seq)
+        finally:
+            await publisher.close()
+    else:
+        sequence = iter(range(plan.count))
+
+        async def worker() -> None:
+            publisher = Publisher(target, limits.request_timeout)
+            try:
+                for seq in sequence:
+                    if time.monotonic() >= publish_deadline:
+                        break
+                    await publish_one(publisher, seq)
+            finally:
+                await publisher.close()
+
+        await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+    unsent = plan.count - len(recorder.acked) - sum(publish_errors.values())
+    completion = recorder.event_completion_ms()
+    if unsent > 0:
+        publish_errors[
+            f"not sent or not answered within the {limits.publish_cap_seconds:g}s publish cap"
+        ] += unsent
+    publish_seconds = time.monotonic() - started
+    drain_end = await _drain(recorder, limits)
+    cpu = (
+        process_cpu_seconds(server_pid) - cpu_before
+        if server_pid and cpu_before is not None
+        else None
+    )
+    p50, p99, worst = _ms(recorder.latencies_ns)
+    request_p50, request_p99, _ = _ms(request_ns)
+    fanout = (
+        (recorder.last_receive_ns - recorder.first_send_ns) / 1e9
+        if recorder.last_receive_ns
+        else None
+    )
+    return PhaseResult(
+        name=plan.name,
+        mode=plan.mode if not plan.rate else f"events @{plan.rate:g}/s",
+        subscribers=len(subscribers),
+        published=len(recorder.published),
+        publish_errors=sum(publish_errors.values()),
+        expected=recorder.expected,
+        delivered=recorder.delivered,
+        unacked_deliveries=recorder.unacked_deliveries,
+        duplicates=recorder.duplicates,
+        stale=recorder.stale,
+        drain_end=drain_end,
+        publish_seconds=publish_seconds,
+        fanout_seconds=fanout,
+        server_cpu_seconds=cpu,
+        cpu_us_per_delivery=(
+            cpu * 1e6 / recorder.received if cpu is not None and recorder.received else None
+        ),
+        client_cpu_seconds=client_cpu_seconds() - client_before,
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        latency_max_ms=worst,
+        request_p50_ms=request_p50,
+        request_p99_ms=request_p99,
+        event_complete_p50_ms=percentile(completion, 0.5),
+        event_complete_max_ms=completion[-1] if completion else None,
+        rss_kib_after=process_memory_kib(server_pid).get("VmRSS") if server_pid else None,
+        errors=dict(recorder.errors),
+        publish_error_samples=list(publish_errors)[:5],
+    )
+
+
+async def run_session(
+    server: str,
+    target: Target,
+    subscribers: int,
+    phases: list[PhasePlan],
+    server_pid: int | None,
+    limits: Limits,
+    phases_before_opening: tuple[PhasePlan, ...] = (),
+    before_closing: Callable[[], None] | None = None,
+) -> SessionResult:
+    """Measure idle memory, run ``phases_before_opening``, open the subscribers, warm
+    them up, measure memory again, run ``phases``, and close everything."""
+    raise_nofile_limit()
+    recorder = Recorder()
+    results: list[PhaseResult] = []
+
+    def memory() -> dict[str, int]:
+        return process_memory_kib(server_pid) if server_pid else {}
+
+    for plan in phases_before_opening:
+        results.append(await run_phase(target, recorder, [], plan, server_pid, limits))
+    await asyncio.sleep(0.5)
+    idle = memory().get("VmRSS")
+    began = time.monotonic()
+    opened, failures = await open_subscribers(
+        target,
+        recorder,
+        subscribers,
+        limits.open_concurrency,
+        limits.handshake_timeout,
+        limits.open_cap,
+    )
+    open_seconds = time.monotonic() - began
+    try:
+        warm = await warm_up(target, recorder, opened, limits)
+        await asyncio.sleep(1.0)
+        open_rss = memory().get("VmRSS")
+        for plan in phases:
+            results.append(await run_phase(target, recorder, opened, plan, server_pid, limits))
+        peak = memory().get("VmHWM")
+    finally:
+        if before_closing is not None:
+            before_closing()
+        recorder.closing = True
+        await close_subscribers(opened)
+    return SessionResult(
+        server=server,
+        subscribers_wanted=subscribers,
+        subscribers_opened=len(opened),
+        open_failures=dict(failures),
+        open_seconds=open_seconds,
+        warm_subscribers=warm,
+        rss_kib_idle=idle,
+        rss_kib_open=open_rss,
+        rss_kib_peak=peak,
+        phases=results,
+        closed_by_server=dict(recorder.closed),
+    )
+
+
+def session_as_dict(session: SessionResult) -> dict[str, Any]:
+    """A JSON-ready view of a session, derived numbers included."""
+    data = dataclasses.asdict(session)
+    data["kib_per_subscription"] = session.kib_per_subscription
+    for phase, result in zip(data["phases"], session.phases, strict=True):
+        phase["delivered_pct"] = result.delivered_pct
+    return data
+
+
+# Command line ------------------------------------------------------------------------
+
+
+def _phases(args: argparse.Namespace) -> Iterator[PhasePlan]:
+    if args.events:
+        yield PhasePlan("events", args.events, rate=args.rate)
+    if args.mutations:
+        yield PhasePlan("mutations", args.mutations, "mutations", concurrency=args.concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--publish", choices=["graphql", "post"], default="graphql")
+    parser.add_argument("--token", help="bearer token for the createStatusChange mutation")
+    parser.add_argument("--sign-up", metavar="USERNAME", help="create this Pulse user first")
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--open-concurrency", type=int, default=50)
+    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--rate", type=float, help="events per second (default: back to back)")
+    parser.add_argument("--mutations", type=int, default=0, help="then a concurrent burst")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--server-pid", type=int, help="measure this process's CPU and RSS")
+    parser.add_argument("--stall-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    async def run() -> SessionResult:
+        token = args.token
+        if args.sign_up:
+            token = await sign_up(args.host, args.port, args.sign_up)
+        target = Target(args.host, args.port, args.publish, token)
+        limits = Limits(open_concurrency=args.open_concurrency, stall_seconds=args.stall_seconds)
+        return await run_session(
+            "server", target, args.subscribers, list(_phases(args)), args.server_pid, limits
+        )
+
+    print(json.dumps(session_as_dict(asyncio.run(run())), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,797 @@
+"""Run the whole fan-out benchmark matrix with one command and print a Markdown table.
+
+    .venv/bin/python -m bench.run                 # the full matrix (1,000 and 10,000)
+    .venv/bin/python -m bench.run --quick         # a smoke run for CI (well under 2 min)
+    .venv/bin/python -m bench.run --servers bare,pulse-redis --scenarios a,e
+
+Every server (and one redis-server) is started by this command on a free loopback
+port, in its own process group, with its output in a log file under a temporary
+directory; each session gets a fresh server process, and everything is stopped in
+``finally`` blocks, on failure and on Ctrl-C too. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.loadgen import (
+    Limits,
+    PhasePlan,
+    PhaseResult,
+    SessionResult,
+    Target,
+    raise_nofile_limit,
+    run_session,
+    session_as_dict,
+    sign_up,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+PULSE_SECRET_KEY = "pulse-bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+NOFILE = 65536
+
+
+# Processes ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _child_setup() -> None:
+    """In the child, before exec: enough file descriptors for 10,000 sockets."""
+    raise_nofile_limit(NOFILE)
+
+
+class ManagedProcess:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name, self.args, self.env, self.log_path = name, args, env, log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as a whole
+                preexec_fn=_child_setup,
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            return process.wait(10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # stragglers of the group
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, alive: ManagedProcess) -> None:
+    """Poll ``check`` until it holds; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive.running():
+            raise RuntimeError(f"{what} exited early; see {alive.log_path}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout}s; see {alive.log_path}")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+        return bool(response.status == 200)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
+    args += ["--dir", str(workdir), "--maxclients", "1000"]
+    redis = ManagedProcess("redis", args, dict(os.environ), workdir / "redis.log")
+    redis.start()
+    try:
+
+        def pings() -> bool:
+            with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        wait_until(pings, 15, "redis-server", redis)
+        yield f"redis://{LOOPBACK}:{port}/0"
+    finally:
+        redis.stop(5)
+
+
+# Servers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One column of the matrix: which app, and which channel layer."""
+
+    key: str
+    label: str
+    app: Literal["bare", "stock", "pulse"]
+    redis: bool
+
+
+SERVERS = [
+    ServerKind("bare", "bare ASGI (ceiling)", "bare", False),
+    ServerKind("stock-memory", "stock strawberry+Channels, in-memory layer", "stock", False),
+    ServerKind("stock-redis", "stock strawberry+Channels, redis pubsub", "stock", True),
+    ServerKind("pulse-redis", "Pulse, redis pubsub, SQLite", "pulse", True),
+    ServerKind("pulse-memory", "Pulse, in-memory layer, SQLite", "pulse", False),
+]
+ASGI_APPS = {"bare": "bench.bare_app:application", "stock": "bench.stock_app:application"}
+
+
+@dataclass
+class RunningServer:
+    kind: ServerKind
+    process: ManagedProcess
+    target: Target
+    exit_status: int | None = None
+
+
+def _base_env() -> dict[str, str]:
+    dropped = {"REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DEBUG"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def serve(
+    kind: ServerKind, workdir: Path, redis_url: str | None, tag: str
+) -> Iterator[RunningServer]:
+    """Start a fresh server process of ``kind``; stop it (process group) on exit."""
+    port = free_port()
+    env = _base_env()
+    if kind.redis:
+        assert redis_url is not None
+        env["REDIS_URL"] = redis_url
+    log_path = workdir / f"{kind.key}-{tag}-{port}.log"
+    python = sys.executable
+    if kind.app == "pulse":
+        database = workdir / f"pulse-{tag}-{port}.sqlite3"
+        env |= {
+            "DJANGO_SETTINGS_MODULE": "backend.settings",
+            "SECRET_KEY": PULSE_SECRET_KEY,
+            "DEBUG": "0",
+            "DATABASE_URL": f"sqlite:///{database}",
+        }
+        with log_path.open("ab") as log:
+            subprocess.run(
+                [python, "manage.py", "migrate", "--noinput", "-v0"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=300,
+            )
+        args = [python, "-m", "backend.server", "-b", LOOPBACK, "-p", str(port), "asgi:application"]
+    else:
+        args = [python, "-m", "daphne", "-b", LOOPBACK, "-p", str(port), ASGI_APPS[kind.app]]
+    process = ManagedProcess(kind.key, args, env, log_path)
+    server: RunningServer | None = None
+    process.start()
+    try:
+        wait_until(lambda: http_ok(f"http://{LOOPBACK}:{port}/healthz"), 60, kind.key, process)
+        if kind.app == "pulse":
+            token = asyncio.run(sign_up(LOOPBACK, port, "bench"))
+            target = Target(LOOPBACK, port, "graphql", token)
+        else:
+            target = Target(LOOPBACK, port, "post" if kind.app == "bare" else "graphql")
+        server = RunningServer(kind, process, target)
+        yield server
+    finally:
+        status = process.stop()
+        if server is not None:
+            server.exit_status = status
+
+
+# Log checks --------------------------------------------------------------------------
+
+SUSPICIOUS = re.compile(
+    r"traceback|error|exception|critical|warning|failed|slow consumer|took too long", re.I
+)
+NOISE = re.compile(r'"(WSCONNECTING|WSCONNECT|WSDISCONNECT|GET|POST) ')
+VOLATILE = re.compile(r"\d{4}-\d\d-\d\d[ T][\d:,.]+|\[\d+/\w+/\d+:[\d:]+\]|\d+\.\d+\.\d+\.\d+:\d+")
+
+
+def suspicious_lines(text: str, limit: int = 8) -> tuple[int, list[str]]:
+    """How many log lines look like trouble, and the most frequent distinct ones."""
+    found: Counter[str] = Counter()
+    for line in text.splitlines():
+        if SUSPICIOUS.search(line) and not NOISE.search(line):
+            found[VOLATILE.sub("…", line.strip())[:300]] += 1
+    return sum(found.values()), [f"{n}x {line}" for line, n in found.most_common(limit)]
+
+
+# The matrix --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    small: int
+    large: int
+    events: int
+    rate_events: int
+    rate: float
+    mutations: int
+    mutation_concurrency: int
+    scenarios: frozenset[str]
+    servers: tuple[ServerKind, ...]
+    limits: Limits
+
+
+@dataclass
+class SessionRecord:
+    """A session's result plus what its server's log said."""
+
+    server: ServerKind
+    session: str
+    result: SessionResult | None
+    error: str | None = None
+    log_path: str = ""
+    log_issues_during_run: tuple[int, list[str]] = (0, [])
+    log_issues_at_shutdown: tuple[int, list[str]] = (0, [])
+    exit_status: int | None = None
+
+
+@dataclass
+class Matrix:
+    records: list[SessionRecord] = field(default_factory=list)
+
+    def phase(self, server: str, name: str) -> tuple[SessionResult, PhaseResult] | None:
+        for record in self.records:
+            if record.server.key != server or record.result is None:
+                continue
+            for phase in record.result.phases:
+                if phase.name == name:
+                    return record.result, phase
+        return None
+
+    def session(self, server: str, session: str) -> SessionResult | None:
+        for record in self.records:
+            if record.server.key == server and record.session == session:
+                return record.result
+        return None
+
+
+def sessions_for(
+    kind: ServerKind, config: Config
+) -> Iterator[tuple[str, int, list[PhasePlan], tuple[PhasePlan, ...]]]:
+    """(session name, subscribers, phases, phases before opening) for one server."""
+    if "a" in config.scenarios or "d" in config.scenarios:
+        yield "a", config.small, [PhasePlan("a", config.events)], ()
+    if "c" in config.scenarios:
+        yield "c", config.large, [PhasePlan("c", config.rate_events, rate=config.rate)], ()
+    if "b" in config.scenarios or "d" in config.scenarios:
+        yield "b", config.large, [PhasePlan("b", config.events)], ()
+    if "e" in config.scenarios and kind.app == "pulse":
+        burst = PhasePlan(
+            "e0", config.mutations, "mutations", concurrency=config.mutation_concurrency
+        )
+        yield "e", config.small, [replace(burst, name="e1")], (burst,)
+
+
+def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -> Matrix:
+    """Every session of every selected server, each on a fresh server process."""
+    matrix = Matrix()
+    with contextlib.ExitStack() as stack:
+        redis_url = None
+        if any(kind.redis for kind in config.servers):
+            redis_url = stack.enter_context(redis_server(workdir))
+            progress(f"redis-server at {redis_url}")
+        for kind in config.servers:
+            for name, subscribers, phases, before in sessions_for(kind, config):
+                progress(f"[{kind.key}] session {name}: {subscribers} subscribers …")
+                record = SessionRecord(kind, name, None)
+                matrix.records.append(record)
+                started = time.monotonic()
+                try:
+                    with serve(kind, workdir, redis_url, name) as server:
+                        record.log_path = str(server.process.log_path)
+                        log = server.process.log_path
+                        seen = 0
+
+                        def mark(log: Path = log) -> None:
+                            nonlocal seen
+                            seen = log.stat().st_size
+
+                        try:
+                            record.result = asyncio.run(
+                                run_session(
+                                    kind.key,
+                                    server.target,
+                                    subscribers,
+                                    phases,
+                                    server.process.pid,
+                                    config.limits,
+                                    before,
+                                    before_closing=mark,
+                                )
+                            )
+                        finally:
+                            seen = seen or log.stat().st_size
+                    record.exit_status = server.exit_status
+                    with log.open("rb") as text:
+                        during = text.read(seen).decode(errors="replace")
+                        after = text.read().decode(errors="replace")
+                    record.log_issues_during_run = suspicious_lines(during)
+                    record.log_issues_at_shutdown = suspicious_lines(after)
+                except Exception as error:
+                    record.error = f"{type(error).__name__}: {error}"
+                    progress(f"[{kind.key}] session {name} FAILED: {record.error}")
+                progress(f"[{kind.key}] session {name} done in {time.monotonic() - started:.0f}s")
+                if record.result is not None:
+                    for phase in record.result.phases:
+                        progress("   " + _phase_line(phase))
+    return matrix
+
+
+def _phase_line(phase: PhaseResult) -> str:
+    pct = f"{phase.delivered_pct:.2f}%" if phase.delivered_pct is not None else "-"
+    return (
+        f"{phase.name}: delivered {phase.delivered}/{phase.expected} ({pct}, {phase.drain_end})"
+        f", p50 {_num(phase.latency_p50_ms)} ms, p99 {_num(phase.latency_p99_ms)} ms"
+        f", server CPU {_num(phase.cpu_us_per_delivery)} µs/delivery"
+        f", requests p50 {_num(phase.request_p50_ms)} ms"
+    )
+
+
+# Report ------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _pct(phase: PhaseResult | None) -> str:
+    if phase is None or phase.delivered_pct is None:
+        return "-"
+    text = f"{phase.delivered_pct:.2f}%" if phase.delivered_pct < 100 else "100%"
+    return text if phase.drain_end == "complete" else f"{text} ({phase.drain_end})"
+
+
+def _lat(phase: PhaseResult | None) -> str:
+    if phase is None:
+        return "-"
+    return f"{_num(phase.latency_p50_ms)} / {_num(phase.latency_p99_ms)}"
+
+
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.0f}"
+
+
+def summary_table(matrix: Matrix, config: Config) -> str:
+    """The headline table: one row per server."""
+    n, big = f"{config.small:,}", f"{config.large:,}"
+    header = [
+        "server",
+        f"(a) {n} subs x {config.events} b2b: delivered",
+        "(a) server CPU µs/delivery",
+        "(a) latency p50 / p99 ms",
+        f"(b) {big} subs x {config.events} b2b: delivered",
+        "(b) server CPU µs/delivery",
+        "(b) fan-out time s",
+        f"(c) {big} subs @ {config.rate:g}/s x {config.rate_events}: latency p50 / p99 ms",
+        "(c) delivered",
+        f"(d) KiB per open subscription @ {n}",
+        f"(d) KiB per open subscription @ {big}",
+        f"peak RSS MiB @ {big}",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for kind in config.servers:
+        a = matrix.phase(kind.key, "a")
+        b = matrix.phase(kind.key, "b")
+        c = matrix.phase(kind.key, "c")
+        small = matrix.session(kind.key, "a")
+        large = matrix.session(kind.key, "b") or matrix.session(kind.key, "c")
+        peaks = [
+            session.rss_kib_peak
+            for name in ("b", "c")
+            if (session := matrix.session(kind.key, name)) and session.rss_kib_peak
+        ]
+        rows.append(
+            [
+                kind.label,
+                _pct(a[1] if a else None),
+                _num(a[1].cpu_us_per_delivery) if a else "-",
+                _lat(a[1] if a else None),
+                _pct(b[1] if b else None),
+                _num(b[1].cpu_us_per_delivery) if b else "-",
+                _num(b[1].fanout_seconds) if b else "-",
+                _lat(c[1] if c else None),
+                _pct(c[1] if c else None),
+                _num(small.kib_per_subscription) if small else "-",
+                _num(large.kib_per_subscription) if large else "-",
+                _mib(max(peaks)) if peaks else "-",
+            ]
+        )
+    return _markdown(rows)
+
+
+def mutation_table(matrix: Matrix, config: Config) -> str:
+    """(e): createStatusChange latency under a burst, with and without subscribers."""
+    header = [
+        "server",
+        f"(e) {config.mutations} mutations, {config.mutation_concurrency} at a time,"
+        " no subscribers: p50 / p99 ms",
+        f"with {config.small:,} subscribers: p50 / p99 ms",
+        "failed mutations (none / with)",
+        "burst time s (none / with)",
+        "deliveries with subscribers",
+        "server CPU µs/delivery",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for kind in config.servers:
+        none, with_subs = matrix.phase(kind.key, "e0"), matrix.phase(kind.key, "e1")
+        if none is None and with_subs is None:
+            continue
+        e0, e1 = none[1] if none else None, with_subs[1] if with_subs else None
+
+        def req(p: PhaseResult | None) -> str:
+            return "-" if p is None else f"{_num(p.request_p50_ms)} / {_num(p.request_p99_ms)}"
+
+        rows.append(
+            [
+                kind.label,
+                req(e0),
+                req(e1),
+                f"{e0.publish_errors if e0 else '-'} / {e1.publish_errors if e1 else '-'}",
+                f"{_num(e0.publish_seconds) if e0 else '-'} / "
+                f"{_num(e1.publish_seconds) if e1 else '-'}",
+                _pct(e1),
+                _num(e1.cpu_us_per_delivery) if e1 else "-",
+            ]
+        )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
+def details_table(matrix: Matrix) -> str:
+    """Every phase with every number."""
+    header = [
+        "server",
+        "phase",
+        "subs open/wanted",
+        "open s",
+        "mode",
+        "published",
+        "delivered/expected",
+        "dup",
+        "drain",
+        "publish s",
+        "fan-out s",
+        "server CPU s",
+        "µs/delivery",
+        "loadgen CPU s",
+        "latency p50/p99/max ms",
+        "request p50/p99 ms",
+        "event complete p50/max ms",
+        "RSS idle/open/peak MiB",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for record in matrix.records:
+        session = record.result
+        if session is None:
+            rows.append([record.server.key, record.session, "FAILED: " + (record.error or "")])
+            continue
+        for phase in session.phases:
+            rows.append(
+                [
+                    record.server.key,
+                    phase.name,
+                    f"{phase.subscribers}/{session.subscribers_wanted}",
+                    _num(session.open_seconds),
+                    phase.mode,
+                    str(phase.published),
+                    f"{phase.delivered}/{phase.expected}",
+                    str(phase.duplicates),
+                    phase.drain_end,
+                    _num(phase.publish_seconds),
+                    _num(phase.fanout_seconds),
+                    _num(phase.server_cpu_seconds, 2),
+                    _num(phase.cpu_us_per_delivery),
+                    _num(phase.client_cpu_seconds),
+                    f"{_num(phase.latency_p50_ms)}/{_num(phase.latency_p99_ms)}"
+                    f"/{_num(phase.latency_max_ms)}",
+                    f"{_num(phase.request_p50_ms)}/{_num(phase.request_p99_ms)}",
+                    f"{_num(phase.event_complete_p50_ms)}/{_num(phase.event_complete_max_ms)}",
+                    f"{_mib(session.rss_kib_idle)}/{_mib(session.rss_kib_open)}"
+                    f"/{_mib(session.rss_kib_peak)}",
+                ]
+            )
+    return _markdown(rows)
+
+
+def findings(matrix: Matrix) -> list[str]:
+    """Anything a reader must know: failures, losses, errors, suspicious log lines."""
+    notes: list[str] = []
+    for record in matrix.records:
+        where = f"{record.server.key}/{record.session}"
+        if record.error:
+            notes.append(f"{where}: session failed: {record.error} (log: {record.log_path})")
+        session = record.result
+        if session is not None:
+            if session.open_failures:
+                notes.append(f"{where}: sockets not opened: {session.open_failures}")
+            if session.warm_subscribers < session.subscribers_opened:
+                notes.append(
+                    f"{where}: only {session.warm_subscribers}/{session.subscribers_opened}"
+                    " subscriptions received a warm-up event"
+                )
+            if session.closed_by_server:
+                notes.append(f"{where}: sockets closed by the server: {session.closed_by_server}")
+            for phase in session.phases:
+                if phase.expected and phase.delivered < phase.expected:
+                    notes.append(
+                        f"{where} phase {phase.name}: {phase.expected - phase.delivered} of"
+                        f" {phase.expected} deliveries missing after the drain ({phase.drain_end})"
+                    )
+                if phase.unacked_deliveries:
+                    notes.append(
+                        f"{where} phase {phase.name}: {phase.unacked_deliveries} deliveries of"
+                        " events whose publish request failed or timed out (the server did"
+                        " publish them: counted as published and delivered)"
+                    )
+                if phase.duplicates:
+                    notes.append(f"{where} phase {phase.name}: {phase.duplicates} duplicates")
+                if phase.errors:
+                    notes.append(f"{where} phase {phase.name}: frame errors {phase.errors}")
+                if phase.publish_errors:
+                    notes.append(
+                        f"{where} phase {phase.name}: {phase.publish_errors} failed publishes,"
+                        f" e.g. {phase.publish_error_samples}"
+                    )
+        for when, (count, lines) in (
+            ("while the subscribers were connected", record.log_issues_during_run),
+            (
+                "after the load generator dropped its sockets, and at shutdown",
+                record.log_issues_at_shutdown,
+            ),
+        ):
+            if count:
+                shown = "\n".join(f"    {line}" for line in lines)
+                notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
+    return notes
+
+
+def _markdown(rows: list[list[str]]) -> str:
+    return "\n".join(
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+    )
+
+
+def machine_notes(argv: list[str], workdir: Path) -> list[str]:
+    """Where and how this ran."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError), open("/proc/meminfo") as info:
+        memory = f"{int(info.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in (
+            "django",
+            "channels",
+            "channels-redis",
+            "daphne",
+            "twisted",
+            "strawberry-graphql",
+            "strawberry-graphql-django",
+            "websockets",
+            "redis",
+        )
+    )
+    redis_version = subprocess.run(
+        [shutil.which("redis-server") or "redis-server", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    ).stdout.strip()
+    return [
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- command: `{' '.join(['.venv/bin/python -m bench.run', *argv])}`",
+        f"- machine: {os.cpu_count()} CPUs ({cpu}), {memory} RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        f"- load generator and servers share the machine; open-file limit {NOFILE} for both",
+        f"- versions: {versions}; {redis_version}",
+        f"- logs and databases: `{workdir}`",
+    ]
+
+
+def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, seconds: float) -> str:
+    parts = ["# Pulse fan-out benchmark", "", *machine_notes(argv, workdir)]
+    parts += [f"- total run time: {seconds / 60:.1f} min", "", "## Summary", ""]
+    parts.append(summary_table(matrix, config))
+    mutations = mutation_table(matrix, config)
+    if mutations:
+        parts += ["", "## Mutation latency under fan-out (Pulse)", "", mutations]
+    parts += ["", "## Every phase", "", details_table(matrix), "", "## Findings", ""]
+    notes = findings(matrix)
+    parts += [f"- {note}" for note in notes] if notes else ["- none: no loss, no errors"]
+    parts += ["", "See bench/README.md for what each number means."]
+    return "\n".join(parts) + "\n"
+
+
+# Command line ------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description="Pulse fan-out benchmark matrix.")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run for CI")
+    parser.add_argument("--subscribers", help="SMALL,LARGE (default 1000,10000; quick 20,50)")
+    parser.add_argument("--events", type=int, help="events per back-to-back phase (60; quick 5)")
+    parser.add_argument("--rate-events", type=int, help="events in scenario c (30; quick 3)")
+    parser.add_argument("--rate", type=float, help="events per second in scenario c (1)")
+    parser.add_argument("--mutations", type=int, help="mutations in scenario e (1000; quick 40)")
+    parser.add_argument("--mutation-concurrency", type=int, default=20)
+    parser.add_argument("--servers", help="comma-separated: " + ",".join(k.key for k in SERVERS))
+    parser.add_argument("--scenarios", default="a,b,c,d,e", help="subset of a,b,c,d,e")
+    parser.add_argument("--open-concurrency", type=int, default=50)
+    parser.add_argument("--stall-seconds", type=float, help="drain ends after this long idle")
+    parser.add_argument("--drain-cap", type=float, default=300.0, help="drain ends after this")
+    parser.add_argument(
+        "--publish-cap", type=float, default=300.0, help="a phase stops publishing after this"
+    )
+    parser.add_argument("--output", type=Path, help="Markdown report (default bench/results.md)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 on any loss or error")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    small, large = (
+        _ints(args.subscribers) if args.subscribers else ([20, 50] if quick else [1000, 10000])
+    )
+    chosen = args.servers.split(",") if args.servers else [k.key for k in SERVERS]
+    unknown = set(chosen) - {k.key for k in SERVERS}
+    if unknown:
+        parser.error(f"unknown servers: {sorted(unknown)}")
+    scenarios = frozenset(s.strip() for s in args.scenarios.split(",") if s.strip())
+    if scenarios - set("abcde"):
+        parser.error("scenarios are a subset of a,b,c,d,e")
+    limits = Limits(
+        open_concurrency=args.open_concurrency,
+        stall_seconds=args.stall_seconds or (10.0 if quick else 30.0),
+        drain_cap_seconds=args.drain_cap,
+        publish_cap_seconds=args.publish_cap,
+    )
+    config = Config(
+        small=small,
+        large=large,
+        events=args.events or (5 if quick else 60),
+        rate_events=args.rate_events or (3 if quick else 30),
+        rate=args.rate or (4.0 if quick else 1.0),
+        mutations=args.mutations or (40 if quick else 1000),
+        mutation_concurrency=args.mutation_concurrency,
+        scenarios=scenarios,
+        servers=tuple(k for k in SERVERS if k.key in chosen),
+        limits=limits,
+    )
+    if args.output is None:
+        args.output = ROOT / "bench" / ("results-quick.md" if quick else "results.md")
+    args.strict = args.strict or quick
+    return config, args
+
+
+def _clean(matrix: Matrix) -> bool:
+    """No failed session, no loss, no error anywhere."""
+    for record in matrix.records:
+        if record.error or record.result is None or record.log_issues_during_run[0]:
+            return False
+        session = record.result
+        if session.open_failures or session.closed_by_server:
+            return False
+        for phase in session.phases:
+            if phase.delivered < phase.expected or phase.duplicates or phase.errors:
+                return False
+            if phase.publish_errors:
+                return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    config, args = parse_config(argv)
+    raise_nofile_limit(NOFILE)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # unwinds through every finally: servers get stopped
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix="pulse-bench."))
+
+    def progress(message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+    progress(f"logs in {workdir}")
+    began = time.monotonic()
+    matrix = run_matrix(config, workdir, progress)
+    text = report(matrix, config, argv, workdir, time.monotonic() - began)
+    print(text)
+    args.output.write_text(text)
+    raw = [
+        {
+            "server": r.server.key,
+            "session": r.session,
+            "error": r.error,
+            "log": r.log_path,
+            "log_issues_during_run": r.log_issues_during_run,
+            "log_issues_at_shutdown": r.log_issues_at_shutdown,
+            "result": session_as_dict(r.result) if r.result else None,
+        }
+        for r in matrix.records
+    ]
+    args.output.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
+    progress(f"wrote {args.output} and {args.output.with_suffix('.json')}")
+    return 1 if args.strict and not _clean(matrix) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
