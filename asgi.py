@@ -10,7 +10,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
@@ -20,8 +19,7 @@ from schema.views import websocket_consumer  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AuthMiddlewareStack(
-            URLRouter([re_path(r"^graphql/?$", websocket_consumer())])
-        ),
+        # The consumer authenticates the socket itself (token or session cookie).
+        "websocket": URLRouter([re_path(r"^graphql/?$", websocket_consumer())]),
     }
 )

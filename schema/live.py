@@ -16,7 +16,7 @@ import collections
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -114,11 +114,14 @@ class SharedSubscription:
     live: bool = False
     last_id: int = 0
     overflowed: bool = False
-    pending: collections.deque[tuple[int, str]] = field(default_factory=collections.deque)
+    # Live activities that arrive while the replay runs; none once live (saves memory).
+    pending: collections.deque[tuple[int, str]] | None = None
 
     async def offer(self, activity_id: int, payload: str) -> None:
         """Send now when live; queue (bounded) while the replay is still running."""
         if not self.live:
+            if self.pending is None:
+                self.pending = collections.deque()
             if len(self.pending) >= settings.PULSE_SUBSCRIBER_QUEUE_SIZE:
                 self.overflowed = True
             else:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import datetime as dt
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.exceptions import StopConsumer
 from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse
+from django.http.cookie import parse_cookie
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from strawberry.channels import GraphQLWSConsumer
@@ -52,25 +60,78 @@ def graphiql_csp(host: str) -> str:
 INVALID_TOKEN_CLOSE_CODE = 4403
 
 
-class GraphQLWebSocketConsumer(GraphQLWSConsumer):
-    """strawberry's consumer, authenticating by token in ``connection_init``.
+class SocketInbox:
+    """The frames a client sent that strawberry's handler has not read yet.
 
-    Without a token the session cookie's user (from ``AuthMiddlewareStack``) stays, or
-    the anonymous user; strawberry refuses cross-origin handshakes from origins not in
-    ``CSRF_TRUSTED_ORIGINS`` before any of this runs. ``activity`` subscriptions over
-    graphql-transport-ws run once per shape (``schema.live``), not once per subscriber.
+    It stands in for the ``asyncio.Queue`` strawberry's consumer makes per socket and
+    offers the two methods it uses (``put_nowait`` and ``get``). A Queue keeps three
+    deques and an Event (about 3 KiB) for the socket's whole life; this keeps a deque
+    only while frames wait, and one future while the handler waits.
+    """
+
+    __slots__ = ("_frames", "_waiter")
+
+    def __init__(self) -> None:
+        self._frames: collections.deque[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, frame: Any) -> None:
+        if self._frames is None:
+            self._frames = collections.deque()
+        self._frames.append(frame)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        frame = self._frames.popleft()
+        if not self._frames:
+            self._frames = None
+        return frame
+
+
+class GraphQLWebSocketConsumer(GraphQLWSConsumer):
+    """strawberry's consumer, authenticating in ``connection_init``.
+
+    The viewer is the user of the bearer token in the ``connection_init`` payload, else
+    the user of the handshake's session cookie, else anonymous (resolved here, once, so
+    the socket keeps no session middleware, scope copies or lazy objects). strawberry
+    refuses cross-origin handshakes from origins not in ``CSRF_TRUSTED_ORIGINS`` before
+    any of this runs. ``activity`` subscriptions over graphql-transport-ws run once per
+    shape (``schema.live``), not once per subscriber.
     """
 
     graphql_transport_ws_handler_class = SharedActivityTransportWSHandler
-    # An alias that names no channel layer: Channels then gives the socket no channel of
-    # its own (no queue, no receive task, no Redis SUBSCRIBE per socket). Activities
-    # reach sockets through the process's single hub listener instead.
-    channel_layer_alias = "pulse.no-per-socket-channel"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.message_queue = SocketInbox()  # type: ignore[assignment]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__`` for a socket with no channel-layer channel.
+
+        Activities reach sockets through the process's single hub listener, so the
+        socket needs no channel, queue, receive task or Redis SUBSCRIBE of its own; and
+        with one message source, each message is awaited directly instead of through a
+        task per message.
+        """
+        self.scope = scope
+        scope["user"] = ANONYMOUS_USER  # until connection_init says otherwise
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                await self.dispatch(await receive())
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params") or {}
         header = params.get("authorization") or params.get("Authorization")
         if header is None:
+            if session_key := handshake_session_key(self.scope):
+                self.scope["user"] = await sync_to_async(session_user)(session_key)
             return await super().on_ws_connect(context)
         token = bearer_token(header) if isinstance(header, str) else None
         user = await sync_to_async(token_user)(token=token) if token else None
@@ -82,6 +143,28 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         self.scope["user"] = user
         self.scope["auth_token"] = token
         return await super().on_ws_connect(context)
+
+
+ANONYMOUS_USER = AnonymousUser()  # stateless: one instance serves every socket
+
+
+def handshake_session_key(scope: dict[str, Any]) -> str | None:
+    """The session cookie sent with the WebSocket handshake, if any."""
+    cookie_header = b"; ".join(
+        value for name, value in scope.get("headers", ()) if name == b"cookie"
+    )
+    return parse_cookie(cookie_header.decode("latin1")).get(settings.SESSION_COOKIE_NAME) or None
+
+
+def session_user(session_key: str) -> User | AnonymousUser:
+    """The user signed in to a session, or anonymous.
+
+    Django's own ``get_user`` checks the session's backend and auth hash, so a session
+    invalidated by a password change or logout gives the anonymous user.
+    """
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return get_user(request)
 
 
 def websocket_consumer() -> Any:

@@ -1,0 +1,177 @@
+"""The shared ``activity`` path over graphql-transport-ws, in process.
+
+A live shared subscription is only an entry in the hub's fan-out: these tests show it is
+removed by ``complete`` and by the socket closing, that its start-up task ends once it
+is live, and that subscribers differing only in ``after`` share one shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+
+from asgi import application
+from events import services
+from events.models import Visibility
+from schema.hub import get_hub
+from schema.ids import encode_activity_cursor
+from schema.live_handler import parse_activity_subscription
+from schema.schema import schema
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STATUSES = """subscription Statuses($after: String) {
+  activity(after: $after, kinds: [STATUS_CHANGE]) { cursor message }
+}"""
+
+
+class Socket:
+    """A graphql-transport-ws client over Channels' in-process communicator."""
+
+    def __init__(self) -> None:
+        self.communicator = WebsocketCommunicator(
+            application, "/graphql/", subprotocols=["graphql-transport-ws"]
+        )
+
+    async def open(self) -> Socket:
+        connected, _ = await self.communicator.connect()
+        assert connected
+        await self.send({"type": "connection_init", "payload": {}})
+        assert (await self.receive())["type"] == "connection_ack"
+        return self
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.communicator.send_to(text_data=json.dumps(message))
+
+    async def receive(self, timeout: float = 5) -> dict[str, Any]:
+        return json.loads(await self.communicator.receive_from(timeout))
+
+    async def subscribe(self, id: str, variables: dict[str, Any] | None = None) -> None:
+        payload = {"query": STATUSES, "variables": variables or {}}
+        await self.send({"id": id, "type": "subscribe", "payload": payload})
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+@pytest.fixture
+async def socket() -> AsyncIterator[Socket]:
+    opened = await Socket().open()
+    yield opened
+    await opened.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+def post(actor: User, status: str) -> Any:
+    return sync_to_async(services.status_change_create)(
+        actor=actor, status=status, visibility=Visibility.PUBLIC
+    )
+
+
+async def test_complete_and_close_leave_nothing_in_the_fan_out(
+    socket: Socket, make_user: Callable[..., User]
+) -> None:
+    alice = await sync_to_async(make_user)("alice")
+    hub = get_hub()
+    await socket.subscribe("a")
+    await socket.subscribe("b")
+    await eventually(lambda: hub.fanout.count == 2)
+
+    await post(alice, "first")
+    received = {(await socket.receive())["id"] for _ in range(2)}
+    assert received == {"a", "b"}
+
+    await socket.send({"id": "a", "type": "complete"})
+    await eventually(lambda: hub.fanout.count == 1)
+    await post(alice, "second")
+    frame = await socket.receive()
+    assert frame["id"] == "b"
+    assert frame["payload"]["data"]["activity"]["message"].endswith("'second'")
+    assert await socket.communicator.receive_nothing(0.2)
+
+    await socket.subscribe("a")  # the id is free again
+    await eventually(lambda: hub.fanout.count == 2)
+    await socket.close()
+    await eventually(lambda: hub.fanout.count == 0)
+    assert hub.fanout.shapes == {}
+
+
+async def test_a_live_subscription_keeps_no_task(
+    socket: Socket, make_user: Callable[..., User]
+) -> None:
+    hub = get_hub()
+    await socket.subscribe("1")
+    await eventually(lambda: hub.fanout.count == 1)
+    (shape,) = hub.fanout.shapes.values()
+    ((subscription,),) = shape.subscriptions.values()
+    await eventually(lambda: subscription.live)
+    await asyncio.sleep(0)
+    current = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    names = [t.get_coro().__qualname__ for t in others]  # type: ignore[union-attr]
+    assert not any("_start_shared" in name for name in names), names
+    assert subscription.pending is None
+
+
+async def test_subscribers_differing_only_in_after_share_one_shape(
+    make_user: Callable[..., User],
+) -> None:
+    alice = await sync_to_async(make_user)("alice")
+    first = await post(alice, "one")
+    await post(alice, "two")
+    hub = get_hub()
+    from events.models import Activity
+
+    first_id = await sync_to_async(
+        lambda: Activity.objects.get(event_pk=first.pk, verb="CREATED").pk
+    )()
+    sockets = [await Socket().open() for _ in range(3)]
+    try:
+        await sockets[0].subscribe("1")
+        await sockets[1].subscribe("1", {"after": encode_activity_cursor(0)})
+        await sockets[2].subscribe("1", {"after": encode_activity_cursor(first_id)})
+        replayed = [
+            [
+                (await sockets[1].receive())["payload"]["data"]["activity"]["message"]
+                for _ in range(2)
+            ],
+            [(await sockets[2].receive())["payload"]["data"]["activity"]["message"]],
+        ]
+        assert [len(r) for r in replayed] == [2, 1]
+        assert replayed[1][0].endswith("'two'")
+        await eventually(lambda: hub.fanout.count == 3)
+        assert len(hub.fanout.shapes) == 1
+
+        await post(alice, "three")
+        for s in sockets:
+            frame = await s.receive()
+            assert frame["payload"]["data"]["activity"]["message"].endswith("'three'")
+        assert all([await s.communicator.receive_nothing(0.1) for s in sockets])
+    finally:
+        for s in sockets:
+            await s.close()
+
+
+def test_documents_are_parsed_once_and_after_is_only_left_out_when_it_feeds_activity() -> None:
+    graphql_schema = schema._schema
+    first = parse_activity_subscription(graphql_schema, STATUSES, None)
+    assert first is not None and first.after_variable == "after"
+    assert parse_activity_subscription(graphql_schema, STATUSES, None) is first
+    not_activity = parse_activity_subscription(graphql_schema, "query { __typename }", None)
+    assert not_activity is None
+    invalid = parse_activity_subscription(
+        graphql_schema, "subscription { activity { nope } }", None
+    )
+    assert invalid is None
