@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
+import asyncio
+import concurrent.futures
+import logging
+import os
+
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
 
 # Every server process's listener joins this group (see ``schema.hub``).
 ACTIVITY_GROUP = "pulse.activity"
@@ -20,6 +27,32 @@ def activity_publish(activity_id: int) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(
-        ACTIVITY_GROUP, {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id}
-    )
+    message = {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id}
+    loop = _server_loop()
+    if loop is None:  # a management command, the shell, a test: wait for the send
+        async_to_sync(layer.group_send)(ACTIVITY_GROUP, message)
+        return
+    # Inside the server: hand the send to its event loop and return, so the request's
+    # database thread (shared by every request) does not wait for a busy loop.
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(ACTIVITY_GROUP, message), loop)
+    future.add_done_callback(_report_failure)
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop that called this thread through ``sync_to_async``, if any."""
+    local = SyncToAsync.threadlocal
+    if getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
+    if loop is None or not loop.is_running():
+        return None
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    return None if running is loop else loop
+
+
+def _report_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and (error := future.exception()) is not None:
+        logger.error("Publishing an activity failed", exc_info=error)

@@ -25,6 +25,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from graphql.execution.executor import Executor
 from graphql.execution.values import get_argument_values
 
+from backend.wsframes import FrameWriter, text_frame
 from events.models import Activity, Event, Visibility
 from schema.errors import coded
 from schema.events import ActivityType
@@ -80,7 +81,7 @@ class Shape:
             viewer_id=activity.actor_id, kinds=self.wanted.kinds, actor_id=self.wanted.actor_id
         ).accepts(activity)
 
-    async def execute(self, activity: Activity, event: Event | None, relation: str) -> str:
+    async def execute(self, activity: Activity, event: Event | None, relation: str) -> bytes:
         """The JSON ``payload`` of a result for one viewer class, encoded once."""
         self.executions += 1
         context = {"request": _Request(user=_viewer_for(relation, activity.actor_id))}
@@ -100,41 +101,73 @@ class Shape:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [coded(error).formatted for error in result.errors]
-        return json.dumps(payload, separators=(",", ":"))
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 @dataclass(eq=False)
 class SharedSubscription:
-    """One subscriber of a shape: a socket, a message id and a viewer."""
+    """One subscriber of a shape: a socket, a message id and a viewer.
+
+    Frames go out through ``write_frames`` (the server's pre-encoded frame writer,
+    ``backend.wsframes``) when the server offers it, else one ASGI message each
+    through ``send_text``.
+    """
 
     shape: Shape
     viewer_id: int | None
-    frame_prefix: str  # '{"id":"1","type":"next","payload":'
+    frame_prefix: bytes  # b'{"id":"1","type":"next","payload":'
     send_text: SendText
+    write_frames: FrameWriter | None = None
     live: bool = False
     last_id: int = 0
     overflowed: bool = False
+    removed: bool = False  # set when it leaves the fan-out; a delivery in flight skips it
     # Live activities that arrive while the replay runs; none once live (saves memory).
-    pending: collections.deque[tuple[int, str]] | None = None
+    pending: collections.deque[tuple[int, bytes]] | None = None
 
-    async def offer(self, activity_id: int, payload: str) -> None:
-        """Send now when live; queue (bounded) while the replay is still running."""
+    async def offer(self, items: list[tuple[int, bytes]], frames: FrameCache) -> None:
+        """Send ``(activity id, payload)`` items when live; queue them (bounded) while the
+        replay still runs. ``frames`` caches encoded frames for subscribers that get the
+        same items under the same message id."""
+        if self.removed:
+            return
         if not self.live:
             if self.pending is None:
                 self.pending = collections.deque()
-            if len(self.pending) >= settings.PULSE_SUBSCRIBER_QUEUE_SIZE:
-                self.overflowed = True
-            else:
-                self.pending.append((activity_id, payload))
+            for item in items:
+                if len(self.pending) >= settings.PULSE_SUBSCRIBER_QUEUE_SIZE:
+                    self.overflowed = True
+                    return
+                self.pending.append(item)
             return
-        if activity_id <= self.last_id:
+        if items[0][0] <= self.last_id:
+            items = [item for item in items if item[0] > self.last_id]
+            if not items:
+                return
+        self.last_id = items[-1][0]
+        await self.send(items, frames)
+
+    async def send(self, items: list[tuple[int, bytes]], frames: FrameCache | None = None) -> None:
+        """Write one ``next`` message per item, as a single write when the server allows."""
+        prefix = self.frame_prefix
+        if self.write_frames is None:
+            for _, payload in items:
+                await self.send_text((prefix + payload + b"}").decode())
             return
-        self.last_id = activity_id
-        await self.send_text(self.frame_prefix + payload + "}")
+        key = (prefix, items[0][0], len(items))
+        encoded = frames.get(key) if frames is not None else None
+        if encoded is None:
+            encoded = b"".join(text_frame(prefix + payload + b"}") for _, payload in items)
+            if frames is not None:
+                frames[key] = encoded
+        self.write_frames(encoded)
+
+
+FrameCache = dict[tuple[bytes, int, int], bytes]
 
 
 class SharedFanout:
-    """Subscriptions grouped by shape; the hub hands it each activity once."""
+    """Subscriptions grouped by shape; the hub hands it each batch of activities once."""
 
     def __init__(self) -> None:
         self.shapes: dict[str, Shape] = {}
@@ -152,6 +185,7 @@ class SharedFanout:
         self.count += 1
 
     def remove(self, subscription: SharedSubscription) -> None:
+        subscription.removed = True
         shape = subscription.shape
         viewers = shape.subscriptions.get(subscription.viewer_id)
         if viewers is not None and subscription in viewers:
@@ -162,33 +196,42 @@ class SharedFanout:
         if not shape.subscriptions:
             self.shapes.pop(shape.key, None)
 
-    async def deliver(self, activity: Activity, event: Event | None) -> None:
-        """Execute once per shape and viewer class, then write to every subscriber."""
-        activity_id = activity.pk
+    async def deliver(self, rows: list[tuple[Activity, Event | None]]) -> None:
+        """Execute once per shape, activity and viewer class, then write to every subscriber.
+
+        Each subscriber gets everything ``rows`` holds for it in one write, and
+        subscribers with the same viewer, shape and message id get the same bytes.
+        """
         for shape in list(self.shapes.values()):
-            if not shape.accepts(activity):
+            accepted = [(activity, event) for activity, event in rows if shape.accepts(activity)]
+            if not accepted:
                 continue
-            for relation, subscriptions in _audiences(shape, activity):
-                if not subscriptions:
+            payloads: dict[tuple[int, str], bytes] = {}
+            for viewer_id, subscriptions in list(shape.subscriptions.items()):
+                items: list[tuple[int, bytes]] = []
+                for activity, event in accepted:
+                    relation = relation_to(viewer_id, activity)
+                    if relation is None:
+                        continue
+                    payload = payloads.get((activity.pk, relation))
+                    if payload is None:
+                        payload = await shape.execute(activity, event, relation)
+                        payloads[(activity.pk, relation)] = payload
+                    items.append((activity.pk, payload))
+                if not items:
                     continue
-                payload = await shape.execute(activity, event, relation)
-                for subscription in subscriptions:
-                    await subscription.offer(activity_id, payload)
+                frames: FrameCache = {}
+                for subscription in list(subscriptions):
+                    await subscription.offer(items, frames)
 
 
-def _audiences(shape: Shape, activity: Activity) -> list[tuple[str, list[SharedSubscription]]]:
-    by_viewer = shape.subscriptions
-    author = list(by_viewer.get(activity.actor_id, ()))
+def relation_to(viewer_id: int | None, activity: Activity) -> str | None:
+    """How a viewer stands to an activity, or ``None`` when it may not see it."""
+    if viewer_id is not None and viewer_id == activity.actor_id:
+        return AUTHOR
     if activity.visibility != Visibility.PUBLIC:
-        return [(AUTHOR, author)]
-    anonymous = list(by_viewer.get(None, ()))
-    others = [
-        subscription
-        for viewer_id, subscriptions in by_viewer.items()
-        if viewer_id is not None and viewer_id != activity.actor_id
-        for subscription in subscriptions
-    ]
-    return [(ANONYMOUS, anonymous), (OTHER, others), (AUTHOR, author)]
+        return None
+    return ANONYMOUS if viewer_id is None else OTHER
 
 
 def activity_root_field(

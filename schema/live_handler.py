@@ -37,19 +37,18 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from backend.wsframes import frame_writer
 from schema.errors import INTERNAL, slow_consumer
 from schema.events import parse_activity_cursor
 from schema.filters import ActivityFilter, replay_log
 from schema.hub import get_hub
 from schema.ids import encode_activity_cursor
 from schema.live import (
-    ANONYMOUS,
-    AUTHOR,
-    OTHER,
     Shape,
     SharedSubscription,
     activity_filter,
     activity_root_field,
+    relation_to,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,8 +215,11 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         subscription = operation.subscription = SharedSubscription(
             shape=shape,
             viewer_id=self._viewer_id(),
-            frame_prefix='{"id":' + json.dumps(operation.id) + ',"type":"next","payload":',
+            frame_prefix=b'{"id":'
+            + json.dumps(operation.id).encode()
+            + b',"type":"next","payload":',
             send_text=self._send_text,
+            write_frames=frame_writer(self.websocket.ws_consumer.scope),  # type: ignore[attr-defined]
         )
         try:
             await hub.subscribe_shared(subscription)
@@ -226,7 +228,7 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 activity_id, payload = subscription.pending.popleft()
                 if activity_id > last_id:
                     last_id = activity_id
-                    await self._send_text(subscription.frame_prefix + payload + "}")
+                    await subscription.send([(activity_id, payload)])
             if subscription.overflowed:
                 await operation.send_initial_errors(
                     [slow_consumer(encode_activity_cursor(last_id))]
@@ -254,14 +256,10 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         shape, last_id = subscription.shape, after_id
         wanted = dataclasses.replace(shape.wanted, viewer_id=subscription.viewer_id)
         async for activity, event in replay_log(wanted, after_id):
-            if subscription.viewer_id is None:
-                relation = ANONYMOUS
-            elif subscription.viewer_id == activity.actor_id:
-                relation = AUTHOR
-            else:
-                relation = OTHER
-            payload = await shape.execute(activity, event, relation)
-            await subscription.send_text(subscription.frame_prefix + payload + "}")
+            relation = relation_to(subscription.viewer_id, activity)
+            if relation is not None:  # the log query already left out what it may not see
+                payload = await shape.execute(activity, event, relation)
+                await subscription.send([(activity.pk, payload)])
             last_id = activity.pk
         return last_id
 

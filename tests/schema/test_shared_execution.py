@@ -11,8 +11,10 @@ from django.contrib.auth.models import User
 from django.db.backends.utils import CursorWrapper
 from graphql import parse
 
+from backend.wsframes import split_text_frames
 from events import selectors
 from events.models import StatusChange, Visibility
+from schema.events import parse_activity_cursor
 from schema.filters import ActivityFilter
 from schema.live import Shape, SharedFanout, SharedSubscription
 from schema.schema import schema
@@ -71,22 +73,31 @@ async def fan_out(subscribers: int, viewers: list[int | None]) -> tuple[SharedFa
 
         return send_text
 
+    def frame_sink(n: int, viewer: int | None) -> Callable:
+        def write_frames(encoded: bytes) -> None:
+            for payload in split_text_frames(encoded):
+                frames[n].append((viewer, payload.decode()))
+
+        return write_frames
+
     for n in range(subscribers):
         viewer = viewers[(n // len(SHAPES)) % len(viewers)]  # every shape x every viewer
         fanout.add(
             SharedSubscription(
                 shape=shapes[n % len(shapes)],
                 viewer_id=viewer,
-                frame_prefix=f'{{"id":"{n}","type":"next","payload":',
+                frame_prefix=f'{{"id":"{n % 7}","type":"next","payload":'.encode(),
                 send_text=sink(n, viewer),
+                # Half write pre-encoded frames (Pulse's server), half ASGI messages.
+                write_frames=frame_sink(n, viewer) if n % 2 else None,
                 live=True,
             )
         )
     rows = await sync_to_async(selectors.log_after)(after_id=0, limit=100)
     queries = count_queries()
     with queries:
-        for activity, event in rows:
-            await fanout.deliver(activity, event)
+        await fanout.deliver(rows[:1])
+        await fanout.deliver(rows[1:])  # a batch: one write per subscriber
     return fanout, frames, queries.count
 
 
@@ -115,7 +126,7 @@ async def test_executions_and_queries_do_not_grow_with_subscribers(
     for n, received in frames.items():
         for viewer, text in received:
             frame = json.loads(text)
-            assert frame["id"] == str(n)
+            assert frame["id"] == str(n % 7)
             activity = frame["payload"]["data"]["activity"]
             if viewer != alice.pk:
                 assert "secret plan" not in text
@@ -123,6 +134,18 @@ async def test_executions_and_queries_do_not_grow_with_subscribers(
             own = viewer == alice.pk and activity["message"].startswith("alice")
             if own and "email" in activity.get("actor", {}):
                 assert activity["actor"]["email"] == "alice@example.com"
+    # Pre-encoded frames and ASGI messages carry the same messages, in cursor order.
+    by_audience: dict[tuple[int, int | None], list[list[str]]] = {}
+    for n, received in frames.items():
+        viewer = viewers[(n // len(SHAPES)) % len(viewers)]
+        payloads = [json.dumps(json.loads(text)["payload"]) for _, text in received]
+        by_audience.setdefault((n % len(SHAPES), viewer), []).append(payloads)
+    for (shape_index, viewer), lists in by_audience.items():
+        assert all(payloads == lists[0] for payloads in lists), (shape_index, viewer)
+        cursors = [json.loads(p)["data"]["activity"].get("cursor") for p in lists[0]]
+        if None not in cursors:
+            ids = [parse_activity_cursor(cursor) for cursor in cursors]
+            assert ids == sorted(ids)
     alice_frames = [t for f in frames.values() for v, t in f if v == alice.pk]
     assert any("secret plan" in t for t in alice_frames)
     assert any("alice@example.com" in t for t in alice_frames)

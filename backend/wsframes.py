@@ -1,0 +1,51 @@
+"""WebSocket text frames, encoded once and written to many sockets.
+
+Pulse's server (``backend.server``) offers each WebSocket application an ASGI scope
+extension, ``pulse.websocket.frames``, whose ``write`` callable takes bytes made of
+complete server-to-client frames and puts them on that socket's transport as they are.
+The fan-out encodes a frame once and writes the same bytes to every socket that gets
+it, instead of passing each message through Channels, daphne and autobahn per socket.
+Under any other server the extension is absent and messages go the usual ASGI way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+EXTENSION = "pulse.websocket.frames"
+
+FrameWriter = Callable[[bytes], None]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented text frame (RFC 6455 §5.2) carrying UTF-8 ``payload``."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+def split_text_frames(frames: bytes) -> list[bytes]:
+    """The payloads of ``text_frame`` frames joined together (for fallbacks and tests)."""
+    payloads, position = [], 0
+    while position < len(frames):
+        size, position = frames[position + 1] & 0x7F, position + 2
+        if size == 126:
+            (size,), position = struct.unpack_from("!H", frames, position), position + 2
+        elif size == 127:
+            (size,), position = struct.unpack_from("!Q", frames, position), position + 8
+        payloads.append(frames[position : position + size])
+        position += size
+    return payloads
+
+
+def frame_writer(scope: dict[str, Any]) -> FrameWriter | None:
+    """The server's raw frame writer for this WebSocket, if the server offers one."""
+    extension = (scope.get("extensions") or {}).get(EXTENSION)
+    return extension.get("write") if extension else None
