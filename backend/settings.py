@@ -101,7 +101,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent writers (mutations in worker threads) wait for the lock instead of
     # failing at once; IMMEDIATE takes the write lock at BEGIN so upgrades cannot deadlock.
-    # WAL lets readers run beside the writer and makes commits cheaper.
+    # WAL lets readers run beside the writer and makes commits cheaper. Pulse's backend
+    # makes one process's writers queue for their turn (fair, no sleep-and-retry).
+    DATABASES["default"]["ENGINE"] = "backend.db.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,

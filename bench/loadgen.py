@@ -37,11 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+from bench.wsclient import WebSocketClient
 
-TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+TRANSPORT_WS = "graphql-transport-ws"
 SUBSCRIPTION = (
     "subscription { activity { cursor kind message actor { username } "
     "event { ... on StatusChange { status } } } }"
@@ -272,11 +270,10 @@ async def sign_up(host: str, port: int, username: str) -> str:
 class Subscriber:
     """One WebSocket with one ``activity`` subscription, and what it received."""
 
-    ws: ClientConnection
+    ws: WebSocketClient
     phase: str = ""
     seen: set[int] = field(default_factory=set)
     warm: bool = False
-    task: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -302,7 +299,6 @@ class Recorder:
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     closed: collections.Counter[str] = field(default_factory=collections.Counter)
     closing: bool = False  # set when the load generator drops its own sockets
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def start(self, phase: str, subscribers: int) -> None:
         self.phase, self.subscribers = phase, subscribers
@@ -354,9 +350,7 @@ class Recorder:
                 _, phase, seq, sent_ns = status.split(":")
                 self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
             elif kind == "ping":
-                task = asyncio.ensure_future(subscriber.ws.send('{"type":"pong"}'))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                subscriber.ws.send_text('{"type":"pong"}')
             elif kind != "pong":
                 self.errors[f"unexpected {kind} frame: {str(raw)[:200]}"] += 1
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -384,51 +378,47 @@ class Recorder:
         self.last_receive_ns = max(self.last_receive_ns, now_ns)
 
 
-async def _read(subscriber: Subscriber, recorder: Recorder) -> None:
-    ws = subscriber.ws
-    try:
-        async for raw in ws:
-            recorder.frame(subscriber, raw, time.time_ns())
-    except ConnectionClosed:
-        pass
-    finally:
-        if not recorder.closing:  # closed by the server (or the network)
-            recorder.closed[f"{ws.close_code} {ws.close_reason or ''}".strip()] += 1
+def _on_close(subscriber: Subscriber, recorder: Recorder) -> None:
+    if not recorder.closing:  # closed by the server (or the network)
+        ws = subscriber.ws
+        recorder.closed[f"{ws.close_code} {ws.close_reason}".strip()] += 1
 
 
 async def open_subscriber(
     target: Target, recorder: Recorder, handshake_seconds: float
 ) -> Subscriber:
-    """Connect, initialise and subscribe; the frames are read by a task from then on."""
-    ws = await connect(
-        target.ws_url,
-        subprotocols=[TRANSPORT_WS],
-        compression=None,
-        ping_interval=None,  # the server pings; the client answers automatically
-        open_timeout=handshake_seconds,
-        close_timeout=2,
-        proxy=None,
+    """Connect, initialise and subscribe; frames then go straight to the recorder."""
+    loop = asyncio.get_running_loop()
+    _, ws = await asyncio.wait_for(
+        loop.create_connection(
+            lambda: WebSocketClient(target.host, target.port, target.ws_path, TRANSPORT_WS),
+            target.host,
+            target.port,
+        ),
+        handshake_seconds,
     )
     try:
         async with asyncio.timeout(handshake_seconds):
-            await ws.send('{"type":"connection_init","payload":{}}')
+            await ws.open
+            ws.send_text('{"type":"connection_init","payload":{}}')
             for _ in range(10):
-                message = json.loads(await ws.recv())
+                message = json.loads(await ws.next_text())
                 if message.get("type") == "connection_ack":
                     break
                 if message.get("type") == "ping":
-                    await ws.send('{"type":"pong"}')
+                    ws.send_text('{"type":"pong"}')
                     continue
                 raise ConnectionError(f"expected connection_ack, got {message}")
             else:
                 raise ConnectionError("no connection_ack")
             frame = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}
-            await ws.send(json.dumps(frame))
+            ws.send_text(json.dumps(frame))
     except BaseException:
-        ws.transport.abort()
+        ws.abort()
         raise
     subscriber = Subscriber(ws=ws)
-    subscriber.task = asyncio.create_task(_read(subscriber, recorder))
+    ws.on_text = lambda raw: recorder.frame(subscriber, raw, time.time_ns())
+    ws.on_close = lambda: _on_close(subscriber, recorder)
     return subscriber
 
 
@@ -465,13 +455,9 @@ async def open_subscribers(
 
 async def close_subscribers(subscribers: list[Subscriber]) -> None:
     """Drop every connection at once (the server is stopped right after)."""
-    tasks = [s.task for s in subscribers if s.task is not None]
     for subscriber in subscribers:
-        subscriber.ws.transport.abort()
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=10)
+        subscriber.ws.abort()
+    await asyncio.sleep(0)
 
 
 # Phases ------------------------------------------------------------------------------

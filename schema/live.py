@@ -35,6 +35,7 @@ from schema.ids import decode_pk
 logger = logging.getLogger(__name__)
 
 ANONYMOUS, OTHER, AUTHOR = "anonymous", "other", "author"
+FANOUT_SLICE = 128  # socket writes between returns to the event loop
 NOBODY_IN_PARTICULAR = -1  # viewer id standing for "a signed-in user who is not the author"
 
 SendText = Callable[[str], Awaitable[None]]
@@ -202,6 +203,7 @@ class SharedFanout:
         Each subscriber gets everything ``rows`` holds for it in one write, and
         subscribers with the same viewer, shape and message id get the same bytes.
         """
+        written = 0
         for shape in list(self.shapes.values()):
             accepted = [(activity, event) for activity, event in rows if shape.accepts(activity)]
             if not accepted:
@@ -223,6 +225,11 @@ class SharedFanout:
                 frames: FrameCache = {}
                 for subscription in list(subscriptions):
                     await subscription.offer(items, frames)
+                    written += 1
+                    if written % FANOUT_SLICE == 0:
+                        # Let the loop run what is ready (requests waiting on the
+                        # database thread) between slices of socket writes.
+                        await asyncio.sleep(0)
 
 
 def relation_to(viewer_id: int | None, activity: Activity) -> str | None:
