@@ -96,13 +96,11 @@ class PulseWebSocketProtocol(WebSocketProtocol):
         """Write complete, pre-encoded text frames (``backend.wsframes``) to the client.
 
         The same checks as a message sent through daphne: nothing once closing, and the
-        slow-consumer guard counts the bytes while the transport is backed up.
+        slow-consumer guard counts the bytes while the transport is backed up. The frames
+        are uncompressed, which RFC 7692 allows even where permessage-deflate was agreed
+        (daphne does not offer it).
         """
         if self.state != self.STATE_OPEN or self.closing_slow_consumer:
-            return
-        if self._perMessageCompress is not None:  # never negotiated by daphne; be safe
-            for frame in wsframes.split_text_frames(frames):
-                self.serverSend(frame.decode("utf8"))
             return
         backlog = self.backlog
         if backlog.paused:

@@ -31,20 +31,6 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-def split_text_frames(frames: bytes) -> list[bytes]:
-    """The payloads of ``text_frame`` frames joined together (for fallbacks and tests)."""
-    payloads, position = [], 0
-    while position < len(frames):
-        size, position = frames[position + 1] & 0x7F, position + 2
-        if size == 126:
-            (size,), position = struct.unpack_from("!H", frames, position), position + 2
-        elif size == 127:
-            (size,), position = struct.unpack_from("!Q", frames, position), position + 8
-        payloads.append(frames[position : position + size])
-        position += size
-    return payloads
-
-
 def frame_writer(scope: dict[str, Any]) -> FrameWriter | None:
     """The server's raw frame writer for this WebSocket, if the server offers one."""
     extension = (scope.get("extensions") or {}).get(EXTENSION)

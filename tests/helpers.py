@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 from django.test import Client
@@ -28,3 +29,17 @@ def gql(
 def error_codes(body: dict[str, Any]) -> list[str]:
     """The ``extensions.code`` of each error in a GraphQL response."""
     return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+def split_text_frames(frames: bytes) -> list[bytes]:
+    """The payloads of ``backend.wsframes.text_frame`` frames joined together."""
+    payloads, position = [], 0
+    while position < len(frames):
+        size, position = frames[position + 1] & 0x7F, position + 2
+        if size == 126:
+            (size,), position = struct.unpack_from("!H", frames, position), position + 2
+        elif size == 127:
+            (size,), position = struct.unpack_from("!Q", frames, position), position + 8
+        payloads.append(frames[position : position + size])
+        position += size
+    return payloads

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 from autobahn.websocket.protocol import WebSocketProtocol
 
-from backend.wsframes import frame_writer, split_text_frames, text_frame
+from backend.wsframes import frame_writer, text_frame
+from tests.helpers import split_text_frames
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])

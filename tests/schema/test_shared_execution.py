@@ -11,13 +11,13 @@ from django.contrib.auth.models import User
 from django.db.backends.utils import CursorWrapper
 from graphql import parse
 
-from backend.wsframes import split_text_frames
 from events import selectors
 from events.models import StatusChange, Visibility
 from schema.events import parse_activity_cursor
 from schema.filters import ActivityFilter
 from schema.live import Shape, SharedFanout, SharedSubscription
 from schema.schema import schema
+from tests.helpers import split_text_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
