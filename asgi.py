@@ -14,11 +14,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from backend.body_limit import RequestBodyLimit  # noqa: E402
 from schema.views import websocket_consumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": RequestBodyLimit(ASGIStaticFilesHandler(django_asgi_app)),
         # The consumer authenticates the socket itself (token or session cookie).
         "websocket": URLRouter([re_path(r"^graphql/?$", websocket_consumer())]),
     }

@@ -153,6 +153,12 @@ class PulseWebSocketProtocol(WebSocketProtocol):
 class PulseWebSocketFactory(WebSocketFactory):
     protocol = PulseWebSocketProtocol
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # On a protocol violation or an oversized message, send a close frame with its
+        # code (1002, 1009) before dropping the connection, so the client learns why.
+        self.setProtocolOptions(failByDrop=False)
+
 
 class PulseServer(Server):
     """daphne's ``Server`` with a graceful stop and the slow-consumer guard."""
@@ -161,6 +167,10 @@ class PulseServer(Server):
 
     def run(self) -> None:
         self.ports: list[Any] = []
+        # autobahn closes a socket sending a larger message with 1009 (message too big)
+        # as soon as the frame header announces it, before buffering the payload.
+        max_message = int(_env_number("PULSE_WS_MAX_MESSAGE_BYTES", 1024 * 1024))
+        self.websocket_max_message_size = self.websocket_max_frame_size = max_message
         # daphne builds its WebSocket factory inside run(); point it at ours.
         daphne.server.WebSocketFactory = PulseWebSocketFactory  # type: ignore[misc]
         super().run()

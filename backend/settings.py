@@ -47,6 +47,7 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "backend.views.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -147,9 +148,23 @@ else:
         }
     }
 
+# Login throttling counts in Django's cache: per process by default, shared through
+# Redis when REDIS_URL is set (so every server process sees the same counts).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "pulse",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain HTTP
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -164,6 +179,19 @@ PULSE_MAX_OPERATIONS_PER_SOCKET = env_int("PULSE_MAX_OPERATIONS_PER_SOCKET", 50)
 PULSE_SUBSCRIBER_QUEUE_SIZE = env_int("PULSE_SUBSCRIBER_QUEUE_SIZE", 1000)
 PULSE_REPLAY_BATCH_SIZE = env_int("PULSE_REPLAY_BATCH_SIZE", 200)
 PULSE_FANOUT_WINDOW_SECONDS = float(os.environ.get("PULSE_FANOUT_WINDOW_SECONDS") or 0.05)
+
+# Abuse limits (README, "Security"). Each rejected request gets a coded error.
+PULSE_MAX_QUERY_DEPTH = env_int("PULSE_MAX_QUERY_DEPTH", 10)
+PULSE_MAX_ALIASES = env_int("PULSE_MAX_ALIASES", 30)
+PULSE_MAX_TOKENS = env_int("PULSE_MAX_TOKENS", 5000)
+PULSE_MAX_REQUEST_BYTES = env_int("PULSE_MAX_REQUEST_BYTES", 1024 * 1024)
+PULSE_WS_MAX_MESSAGE_BYTES = env_int("PULSE_WS_MAX_MESSAGE_BYTES", 1024 * 1024)
+PULSE_MAX_SOCKETS_PER_USER = env_int("PULSE_MAX_SOCKETS_PER_USER", 20)
+PULSE_LOGIN_MAX_FAILURES = env_int("PULSE_LOGIN_MAX_FAILURES", 10)
+PULSE_LOGIN_WINDOW_SECONDS = env_int("PULSE_LOGIN_WINDOW_SECONDS", 15 * 60)
+RATELIMIT_FAIL_OPEN = True  # a cache outage must not lock everyone out (it is logged)
+# Django refuses larger form bodies itself; Pulse's ASGI guard answers 413 before that.
+DATA_UPLOAD_MAX_MEMORY_SIZE = PULSE_MAX_REQUEST_BYTES
 
 LOGGING = {
     "version": 1,

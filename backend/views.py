@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the JSON answer to a failed CSRF check."""
 
 from __future__ import annotations
 
@@ -57,3 +57,17 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if ready else "unavailable", "checks": results},
         status=200 if ready else 503,
     )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    """403 as a coded GraphQL error (``CSRF_FAILURE_VIEW``), not Django's HTML page.
+
+    Only requests carrying a session cookie are checked: browsers send it by
+    themselves, so such a request must prove it came from Pulse's own pages.
+    """
+    message = (
+        "CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header, "
+        "or authenticate with a bearer token instead of the session cookie."
+    )
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}
+    return JsonResponse(body, status=403)

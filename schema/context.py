@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.http import HttpRequest
 from strawberry.types import Info as StrawberryInfo
 from strawberry_django.auth.utils import get_current_user
 
@@ -33,3 +34,12 @@ def require_user(info: Info) -> User:
     if not isinstance(user, User):
         raise unauthenticated()
     return user
+
+
+def client_address(info: Info) -> str | None:
+    """The client's IP address (as daphne reports it; see ``--proxy-headers``)."""
+    request = info.context.request
+    if isinstance(request, HttpRequest):
+        return request.META.get("REMOTE_ADDR") or None
+    client = getattr(request, "scope", {}).get("client")  # a Channels consumer
+    return str(client[0]) if client else None

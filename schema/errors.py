@@ -44,6 +44,10 @@ def unauthenticated(message: str = "You must be signed in.") -> PulseError:
     return PulseError(message, UNAUTHENTICATED)
 
 
+def rate_limited(message: str) -> PulseError:
+    return PulseError(message, RATE_LIMITED)
+
+
 def slow_consumer(last_cursor: str) -> PulseError:
     """A subscription ended because its bounded queue overflowed."""
     return PulseError(
@@ -96,6 +100,10 @@ def coded(error: GraphQLError) -> GraphQLError:
         return _rebuild(error, error.message, extensions)
     if isinstance(original, GraphQLError) and (original.extensions or {}).get("code"):
         return _rebuild(error, original.message, dict(original.extensions or {}))
+    if isinstance(original, GraphQLError) and error.path is None:
+        # graphql-core refused a variable's value before execution (wrong type, null for
+        # a non-null, unknown enum value or input field): about the request, safe to show.
+        return _rebuild(error, error.message, {"code": GRAPHQL_VALIDATION_FAILED})
     if isinstance(original, DjangoValidationError):
         converted = bad_user_input(original)
         return _rebuild(error, converted.message, dict(converted.extensions or {}))

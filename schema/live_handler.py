@@ -22,7 +22,7 @@ from graphql import (
     OperationDefinitionNode,
     VariableNode,
     Visitor,
-    parse,
+    specified_rules,
     validate,
     visit,
 )
@@ -34,15 +34,17 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    ErrorMessage,
     SubscribeMessage,
 )
 
 from backend.wsframes import frame_writer
-from schema.errors import INTERNAL, slow_consumer
+from schema.errors import INTERNAL, RATE_LIMITED, slow_consumer
 from schema.events import parse_activity_cursor
 from schema.filters import ActivityFilter, replay_log
 from schema.hub import get_hub
 from schema.ids import encode_activity_cursor
+from schema.limits import limit_rules, parse_limited
 from schema.live import (
     Shape,
     SharedSubscription,
@@ -52,6 +54,13 @@ from schema.live import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def too_many_operations(operation_id: str, limit: int) -> ErrorMessage:
+    """The error answering an operation past ``PULSE_MAX_OPERATIONS_PER_SOCKET``."""
+    message = f"At most {limit} operations may run at once on one socket; complete one first."
+    error = GraphQLError(message, extensions={"code": RATE_LIMITED})
+    return {"id": operation_id, "type": "error", "payload": [error.formatted]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +81,11 @@ def parse_activity_subscription(
 ) -> ParsedActivitySubscription | None:
     """Parse and validate once per distinct document; ``None`` when not shareable."""
     try:
-        document = parse(query)
+        document = parse_limited(query)
     except GraphQLSyntaxError:
         return None
-    if validate(graphql_schema, document):
-        return None
+    if validate(graphql_schema, document, (*specified_rules, *limit_rules())):
+        return None  # strawberry's handler runs it and reports why it is refused
     found = activity_root_field(document, operation_name)
     if found is None:
         return None
@@ -128,15 +137,13 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            limit = self.max_subscriptions_per_connection
+            if limit is not None and len(self.operations) >= limit:
+                await self.send_message(too_many_operations(message["id"], limit))
+                return
         plan = self._plan(message) if self.connection_acknowledged else None
-        if (
-            plan is None
-            or message["id"] in self.operations
-            or (
-                self.max_subscriptions_per_connection is not None
-                and len(self.operations) >= self.max_subscriptions_per_connection
-            )
-        ):
+        if plan is None or message["id"] in self.operations:
             # strawberry's handler runs it, or answers with the protocol's error.
             await super().handle_subscribe(message)
             return

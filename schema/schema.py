@@ -6,11 +6,13 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from schema import events, graphql_core_fix, users
+from schema import events, graphql_core_fix, strings, users
 from schema.errors import CodedErrors
+from schema.limits import limit_extensions
 from schema.subscriptions import Subscription
 
 graphql_core_fix.apply()
+strings.apply()
 
 Query = merge_types("Query", (users.Query, events.Query))
 Mutation = merge_types("Mutation", (users.Mutation, events.Mutation))
@@ -20,5 +22,5 @@ schema = strawberry.Schema(
     mutation=Mutation,
     subscription=Subscription,
     types=[events.StatusChangeType, events.CommentType],
-    extensions=[DjangoOptimizerExtension, CodedErrors],
+    extensions=[*limit_extensions(), DjangoOptimizerExtension, CodedErrors],
 )

@@ -14,13 +14,14 @@ from django.http import HttpRequest
 from strawberry import relay
 from strawberry_django.relay import DjangoListConnection
 
-from schema.context import Info, require_user, viewer, viewer_id
-from schema.errors import bad_user_input, unauthenticated
+from schema.context import Info, client_address, require_user, viewer, viewer_id
+from schema.errors import bad_user_input, rate_limited, unauthenticated
 from schema.ids import decode_pk
 from schema.pagination import connection
 from schema.permissions import IsSignedIn
 from users import services
 from users.models import Profile
+from users.ratelimit import LoginAttempt
 from users.tokens import token_issue, token_revoke
 
 # Set on the user a createUser or login result returns: its caller is that user.
@@ -101,8 +102,12 @@ class Mutation:
     def login(self, info: Info, username: str, password: str) -> AuthPayload:
         request = info.context.request
         http_request = request if isinstance(request, HttpRequest) else None
+        attempt = LoginAttempt(request, username, client_address(info))
+        if attempt.is_limited():
+            raise rate_limited("Too many failed sign-in attempts; try again later.")
         user = authenticate(http_request, username=username, password=password)
         if not isinstance(user, User):
+            attempt.record_failure()
             raise unauthenticated("Invalid username or password.")
         if http_request is not None:
             login(http_request, user)

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import json
 from importlib import import_module
 from typing import Any
 
@@ -26,6 +27,7 @@ from strawberry.types.unset import UnsetType
 
 from schema.live_handler import SharedActivityTransportWSHandler
 from schema.schema import schema
+from schema.ws_messages import MALFORMED_MESSAGE_CLOSE_CODE, malformed_reason
 from users.tokens import bearer_token, token_user
 
 
@@ -58,6 +60,31 @@ def graphiql_csp(host: str) -> str:
 
 
 INVALID_TOKEN_CLOSE_CODE = 4403
+TOO_MANY_SOCKETS_CLOSE_CODE = 4429
+TOO_MANY_SOCKETS_REASON = "Too many open sockets for this user"
+
+
+class SocketsPerUser:
+    """How many sockets each signed-in user has open in this process, with a cap."""
+
+    def __init__(self) -> None:
+        self.open: collections.Counter[int] = collections.Counter()
+
+    def claim(self, user_id: int) -> bool:
+        """Count one more socket for ``user_id``; ``False`` when at the cap."""
+        if self.open[user_id] >= settings.PULSE_MAX_SOCKETS_PER_USER:
+            return False
+        self.open[user_id] += 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        """Forget one closed socket of ``user_id``."""
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
+SOCKETS_PER_USER = SocketsPerUser()
 
 
 class SocketInbox:
@@ -109,6 +136,9 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.message_queue = SocketInbox()  # type: ignore[assignment]
+        self.counted_user_id: int | None = None  # set while counted in SOCKETS_PER_USER
+        self.protocol_name: str | None = None  # the subprotocol, once a message arrives
+        self.refused = False  # closed for a malformed message
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' ``AsyncConsumer.__call__`` for a socket with no channel-layer channel.
@@ -122,9 +152,38 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         scope["user"] = ANONYMOUS_USER  # until connection_init says otherwise
         self.channel_layer = None
         self.base_send = send
-        with contextlib.suppress(StopConsumer):
-            while True:
-                await self.dispatch(await receive())
+        try:
+            with contextlib.suppress(StopConsumer):
+                while True:
+                    await self.dispatch(await receive())
+        finally:
+            if self.counted_user_id is not None:
+                SOCKETS_PER_USER.release(self.counted_user_id)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Queue a client message for the handler, or close with 4400 if malformed."""
+        if self.refused:
+            return  # closing already; what else the client sends is ignored
+        if self.protocol_name is None:
+            self.protocol_name = await self.pick_websocket_subprotocol(self) or ""
+        try:
+            message = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            reason: str | None = "Message must be valid JSON"
+        else:
+            if text_data is None:
+                reason = "Message must be text"
+            else:
+                reason = malformed_reason(message, self.protocol_name)
+        if reason is not None:
+            self.refused = True
+            await self.close(code=MALFORMED_MESSAGE_CLOSE_CODE, reason=reason)
+            return
+        # Already decoded: decode_json below passes it through.
+        self.message_queue.put_nowait({"message": message, "disconnected": False})
+
+    def decode_json(self, data: str | bytes | dict[str, Any]) -> object:
+        return data if isinstance(data, dict) else super().decode_json(data)
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params") or {}
@@ -132,6 +191,8 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         if header is None:
             if session_key := handshake_session_key(self.scope):
                 self.scope["user"] = await sync_to_async(session_user)(session_key)
+            if self.scope["user"].is_authenticated:
+                return await self._claim_socket(self.scope["user"].pk, context)
             return await super().on_ws_connect(context)
         token = bearer_token(header) if isinstance(header, str) else None
         user = await sync_to_async(token_user)(token=token) if token else None
@@ -142,6 +203,16 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             raise ConnectionRejectionError({"message": "Invalid or expired token."})
         self.scope["user"] = user
         self.scope["auth_token"] = token
+        return await self._claim_socket(user.pk, context)
+
+    async def _claim_socket(
+        self, user_id: int, context: Any
+    ) -> UnsetType | dict[str, object] | None:
+        """Count the socket against its user's limit, or close it with 4429."""
+        if not SOCKETS_PER_USER.claim(user_id):
+            await self.close(code=TOO_MANY_SOCKETS_CLOSE_CODE, reason=TOO_MANY_SOCKETS_REASON)
+            raise ConnectionRejectionError({"message": TOO_MANY_SOCKETS_REASON})
+        self.counted_user_id = user_id
         return await super().on_ws_connect(context)
 
 

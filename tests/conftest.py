@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 
 from events import services
@@ -64,3 +65,10 @@ def bob_token(bob: User) -> str:
 @pytest.fixture
 def client() -> Client:
     return Client()
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Each test starts with no login-throttling counts (Django's cache is per process)."""
+    cache.clear()
+    yield
