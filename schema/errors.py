@@ -14,7 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, Permiss
 from django.core.exceptions import ValidationError as DjangoValidationError
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
-from strawberry.schema.exceptions import CannotGetOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,14 @@ def coded(error: GraphQLError) -> GraphQLError:
     if isinstance(original, CannotGetOperationTypeError):
         name = original.operation_name
         message = f"Unknown operation named {name!r}." if name else "No operation to run."
+        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
+    if isinstance(original, InvalidOperationTypeError):
+        # The legacy graphql-ws subprotocol only runs subscriptions.
+        kind = original.operation_type.value
+        message = (
+            f"A {kind} cannot run over the legacy graphql-ws subprotocol; "
+            "use graphql-transport-ws or HTTP."
+        )
         return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
     if _is_relay_argument_error(original):
         return _rebuild(error, str(original), {"code": BAD_USER_INPUT})

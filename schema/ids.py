@@ -1,4 +1,4 @@
-"""Opaque ids and cursors: Relay global ids for nodes, base64 cursors for activities."""
+"""Opaque ids and cursors: Relay global ids for nodes, base64 cursors for pages and activities."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Iterable
 
 from strawberry import relay
+from strawberry.relay.types import PREFIX as CONNECTION_CURSOR_PREFIX
 
 ACTIVITY_CURSOR_PREFIX = "activity:"
 
@@ -47,3 +48,16 @@ def decode_activity_cursor(cursor: str) -> int | None:
     if prefix + ":" != ACTIVITY_CURSOR_PREFIX or not number.isdigit() or len(number) > 18:
         return None
     return int(number)
+
+
+def decode_connection_cursor(cursor: str) -> int | None:
+    """The offset in a Relay connection's cursor, or ``None`` when it is malformed."""
+    if len(cursor) > 64:
+        return None
+    try:
+        prefix, offset = relay.from_base64(cursor)
+    except ValueError:
+        return None
+    if prefix != CONNECTION_CURSOR_PREFIX or not offset.isascii() or not offset.isdigit():
+        return None
+    return int(offset) if len(offset) <= 18 else None

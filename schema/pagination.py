@@ -6,8 +6,13 @@ from typing import Any
 
 import strawberry_django
 from django.conf import settings
+from strawberry.extensions.field_extension import SyncExtensionResolver
 from strawberry.types.field import StrawberryField
 from strawberry_django.fields.field import StrawberryDjangoConnectionExtension
+
+from schema.context import Info
+from schema.errors import BAD_USER_INPUT, PulseError
+from schema.ids import decode_connection_cursor
 
 
 class DefaultFirstConnectionExtension(StrawberryDjangoConnectionExtension):
@@ -22,6 +27,30 @@ class DefaultFirstConnectionExtension(StrawberryDjangoConnectionExtension):
         for argument in field.arguments:
             if argument.python_name == "first":
                 argument.default = self.default_first
+
+    def resolve(
+        self,
+        next_: SyncExtensionResolver,
+        source: Any,
+        info: Info,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Refuse a malformed cursor as ``BAD_USER_INPUT`` before strawberry slices with it.
+
+        strawberry turns any cursor's payload into an offset with ``int()``: junk raised
+        ``ValueError`` and a huge or negative offset a database error, both ``INTERNAL``.
+        """
+        for name, cursor in (("before", before), ("after", after)):
+            if cursor and decode_connection_cursor(cursor) is None:
+                raise PulseError("Invalid cursor.", BAD_USER_INPUT, {name: ["Invalid cursor."]})
+        return super().resolve(
+            next_, source, info, before=before, after=after, first=first, last=last, **kwargs
+        )
 
 
 def connection(graphql_type: Any, *, default_first: int, **kwargs: Any) -> Any:

@@ -12,27 +12,69 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.exceptions import StopConsumer
+from cross_web import HTTPException
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse
 from django.http.cookie import parse_cookie
+from django.http.response import HttpResponseBase
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from strawberry.channels import GraphQLWSConsumer
-from strawberry.django.views import AsyncGraphQLView
+from strawberry.django.views import AsyncGraphQLView, TemporalHttpResponse
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from schema.errors import GRAPHQL_VALIDATION_FAILED
 from schema.live_handler import SharedActivityTransportWSHandler
 from schema.schema import schema
 from schema.ws_messages import MALFORMED_MESSAGE_CLOSE_CODE, malformed_reason
 from users.tokens import bearer_token, token_user
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
 
 class GraphQLView(AsyncGraphQLView):
-    """strawberry's Django view, with GraphiQL served from Pulse's own static files."""
+    """strawberry's Django view, with GraphiQL served from Pulse's own static files.
+
+    It also follows the GraphQL-over-HTTP spec where strawberry does not: a client that
+    names ``application/graphql-response+json`` in ``Accept`` gets that media type (and
+    400 for a document that does not parse or validate), and a body that is not a JSON
+    object (or batch) is a 400, never a 500.
+    """
+
+    async def get_sub_response(self, request: HttpRequest) -> TemporalHttpResponse:
+        sub_response = await super().get_sub_response(request)
+        if GRAPHQL_RESPONSE_JSON in request.headers.get("Accept", ""):
+            sub_response["Content-Type"] = GRAPHQL_RESPONSE_JSON
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: HttpResponse,
+    ) -> HttpResponseBase:
+        if sub_response.get("Content-Type") == GRAPHQL_RESPONSE_JSON and is_request_error(
+            response_data
+        ):
+            sub_response.status_code = 400
+        return super().create_response(response_data, sub_response)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            body = self.decode_json(data)
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, too deep
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        if not isinstance(body, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object")
+        for request in body if isinstance(body, list) else [body]:
+            name = request.get("operationName") if isinstance(request, dict) else None
+            if isinstance(name, str) and not is_valid_unicode(name):
+                raise HTTPException(400, "operationName must be valid Unicode")
+        return body
 
     async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
         get_token(request)  # sets the CSRF cookie GraphiQL sends back
@@ -40,6 +82,24 @@ class GraphQLView(AsyncGraphQLView):
         response = HttpResponse(content)
         response["Content-Security-Policy"] = graphiql_csp(request.get_host())
         return response
+
+
+def is_request_error(response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> bool:
+    """Whether a single response is a document refused before execution (no data)."""
+    if not isinstance(response_data, dict) or response_data.get("data") is not None:
+        return False
+    errors: list[Any] = list(response_data.get("errors") or [])
+    codes = [(error.get("extensions") or {}).get("code") for error in errors]
+    return bool(codes) and all(code == GRAPHQL_VALIDATION_FAILED for code in codes)
+
+
+def is_valid_unicode(text: str) -> bool:
+    """``False`` for text holding unpaired surrogates (which UTF-8 cannot encode)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def graphiql_csp(host: str) -> str:

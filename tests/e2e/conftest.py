@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.servers import daphne_server, is_postgres, postgres_cluster, redis_server
+from tests.e2e.servers import (
+    DaphneServer,
+    daphne_server,
+    is_postgres,
+    postgres_cluster,
+    redis_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +34,19 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["inmemory", "redis"])
-def server(
+def daphne(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Base URL of a fresh daphne, on the in-process layer or on REDIS_URL."""
+) -> Iterator[DaphneServer]:
+    """A fresh daphne, on the in-process layer or on REDIS_URL (``env`` reaches its
+    database, for ``manage.py``)."""
     env = {}
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
-    with daphne_server(tmp_path_factory.mktemp(f"daphne-{request.param}"), env=env) as daphne:
-        yield daphne.base
+    with daphne_server(tmp_path_factory.mktemp(f"daphne-{request.param}"), env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def server(daphne: DaphneServer) -> str:
+    """Base URL of ``daphne``."""
+    return daphne.base

@@ -167,8 +167,9 @@ async def test_malformed_messages_close_that_socket_with_4400(
 ) -> None:
     bystander = await WSClient.open(limited_server, TRANSPORT_WS)
     await bystander.subscribe("live", LIVE)
-    answers = {}
-    for text in [*MALFORMED_TEXT, b"\x00binary"]:
+    answers: dict[str, int | str] = {}
+    messages: list[str | bytes] = [*MALFORMED_TEXT, b"\x00binary"]
+    for text in messages:
         client = await WSClient.open(limited_server, protocol)
         await client.ws.send(text)
         answers[repr(text)] = await close_code(client)
@@ -213,3 +214,20 @@ async def test_broken_websocket_framing_closes_with_1002(limited_server: str) ->
     finally:
         raw.close()
     await assert_still_served(limited_server, bystander)
+
+
+async def test_queries_over_the_websocket(limited_server: str) -> None:
+    """graphql-transport-ws runs queries; legacy graphql-ws refuses them with a clear code."""
+    modern = await WSClient.open(limited_server, TRANSPORT_WS)
+    await modern.subscribe("q", "{ me { id } }")
+    assert await modern.next_data() == {"me": None}
+    await modern.close()
+
+    legacy = await WSClient.open(limited_server, LEGACY_WS)
+    await legacy.subscribe("q", "{ me { id } }")
+    while (answer := json.loads(await asyncio.wait_for(legacy.ws.recv(), 10)))["type"] == "ka":
+        pass
+    errors = answer["payload"]["errors"] if "errors" in answer["payload"] else [answer["payload"]]
+    assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"], answer
+    assert "graphql-transport-ws" in errors[0]["message"]
+    await legacy.close()

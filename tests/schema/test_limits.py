@@ -126,7 +126,7 @@ class TestLoginThrottling:
     def test_unknown_usernames_are_throttled_like_known_ones(
         self, client: Client, alice: User
     ) -> None:
-        answers = []
+        answers: list[tuple[str, dict[str, Any]]] = []
         for username in ("alice", "nobody-by-this-name"):
             for n in range(settings.PULSE_LOGIN_MAX_FAILURES + 1):
                 address = f"10.1.{len(answers)}.{n}"

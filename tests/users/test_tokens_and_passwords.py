@@ -40,9 +40,7 @@ def test_an_expired_token_is_unauthenticated(client: Client, alice: User) -> Non
     assert error_codes(gql(client, ME, token=token)) == ["UNAUTHENTICATED"]
 
 
-def test_tokens_expire_after_the_configured_lifetime(
-    alice: User, settings: Settings
-) -> None:
+def test_tokens_expire_after_the_configured_lifetime(alice: User, settings: Settings) -> None:
     settings.PULSE_TOKEN_TTL_SECONDS = 3600
     before = timezone.now()
     token_issue(user=alice)

@@ -1,0 +1,712 @@
+"""Hostile input through the real HTTP endpoint, for every argument of every operation.
+
+Property tests (hypothesis) send huge and empty strings, control characters, astral,
+RTL and unpaired-surrogate text, values of the wrong JSON type, malformed ids and
+cursors and out-of-range page sizes as GraphQL variables to ``POST /graphql/``. Every
+answer must be JSON, either a success or errors that each carry one of the contract's
+codes (never ``INTERNAL``), with no stack trace, SQL or exception name in a message; a
+mutation that fails must leave every row of the database as it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import models
+from django.http import HttpResponse
+from django.test import Client
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from events import services as event_services
+from events.models import Activity, Comment, Event, StatusChange, Visibility
+from schema.ids import encode_activity_cursor, encode_global_id
+from tests.helpers import PASSWORD
+from users.models import ApiToken, Profile
+from users.tokens import token_issue
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,  # keep no example database in the working tree
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# Operations -------------------------------------------------------------------------
+
+CREATE_USER = """
+mutation($input: CreateUserInput!) { createUser(input: $input) { id username email } }"""
+LOGIN = """
+mutation($username: String!, $password: String!) {
+  login(username: $username, password: $password) { token user { id } }
+}"""
+UPDATE_PROFILE = """
+mutation($input: ProfileInput!) { updateProfile(input: $input) { website bio } }"""
+CREATE_STATUS_CHANGE = """
+mutation($input: CreateStatusChangeInput!) {
+  createStatusChange(input: $input) { id status visibility }
+}"""
+UPDATE_STATUS_CHANGE = """
+mutation($id: ID!, $status: String!) { updateStatusChange(id: $id, status: $status) { id } }"""
+CREATE_COMMENT = """
+mutation($input: CreateCommentInput!) {
+  createComment(input: $input) { id body visibility target { id } }
+}"""
+UPDATE_COMMENT = """
+mutation($id: ID!, $body: String!) { updateComment(id: $id, body: $body) { id body } }"""
+DELETE_EVENT = "mutation($id: ID!) { deleteEvent(id: $id) }"
+USER = "query($id: ID!) { user(id: $id) { id username } }"
+EVENT = "query($id: ID!) { event(id: $id) { id actor { id } } }"
+USERS = """
+query($first: Int, $after: String, $last: Int, $before: String) {
+  users(first: $first, after: $after, last: $last, before: $before) {
+    totalCount edges { cursor node { id } } pageInfo { hasNextPage endCursor }
+  }
+}"""
+EVENTS = """
+query($first: Int, $after: String, $last: Int, $before: String, $kind: EventKind, $actorId: ID) {
+  events(first: $first, after: $after, last: $last, before: $before, kind: $kind, actorId: $actorId) {
+    totalCount edges { cursor node { id } } pageInfo { hasNextPage endCursor }
+  }
+}"""
+ACTIVITIES = """
+query($after: String, $first: Int) { activities(after: $after, first: $first) { cursor eventId } }
+"""
+
+# The contract's codes, narrowed to those each operation can legitimately answer with.
+VALIDATION = "GRAPHQL_VALIDATION_FAILED"
+QUERY_CODES = frozenset({VALIDATION, "BAD_USER_INPUT"})
+NODE_CODES = frozenset({VALIDATION})  # a malformed or unknown id is `null`, not an error
+CREATE_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED"})
+LOGIN_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED", "RATE_LIMITED"})
+CHANGE_CODES = CREATE_CODES | {"NOT_FOUND", "FORBIDDEN"}
+
+# Internals that must never reach a client, in any message.
+LEAK = re.compile(
+    r"Traceback|File \"|\.py\b|site-packages|SELECT|INSERT|UPDATE |DELETE FROM|sqlite|psycopg"
+    r"|\b[A-Z]\w*(?:Error|Exception|DoesNotExist)\b|object at 0x|int\(\)|codec can't"
+    r"|Incorrect padding|datatype mismatch|NUL \(0x00\)"
+)
+
+
+# Values ---------------------------------------------------------------------------
+
+
+class Omitted:
+    """Leave this variable or input field out of the request."""
+
+    def __repr__(self) -> str:
+        return "OMIT"
+
+
+OMIT = Omitted()
+
+
+@dataclass(frozen=True)
+class Real:
+    """The id (or cursor) of an object the test's world holds, looked up when sending."""
+
+    name: str
+
+
+def b64(text: str, *, urlsafe: bool = False, padded: bool = True) -> str:
+    """``text`` in base64, the way ids and cursors wrap their payload."""
+    raw = text.encode("utf-8", "surrogatepass")
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(raw).decode()
+    return encoded if padded else encoded.rstrip("=")
+
+
+def leaks(text: str) -> bool:
+    """Whether ``text`` shows any sign of the server's internals."""
+    return LEAK.search(text) is not None
+
+
+SAMPLE_TEXTS = [
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x\udfffy",
+    "\udbff\udc00\udc00",
+    "😀",
+    "\U0010ffff",
+    "\u202eevil\u202c",
+    "שלום عليكم",
+    "e\u0301\u0301\u0301",
+    "\ufeff\u200b\u2028\u2029\u0085",
+    "\r\n\t\x0b\x0c\x1b[31m\x7f",
+    "' OR '1'='1",
+    "'; DROP TABLE auth_user; --",
+    '" OR ""="',
+    "<script>alert(1)</script>",
+    "../../../../etc/passwd",
+    "%s%s%n%x",
+    "{{7*7}}${7*7}",
+    "null",
+    "None",
+    "undefined",
+    "NaN",
+    "-1",
+    "0",
+    "https://example.com",
+    "javascript:alert(1)",
+    "alice",
+    "alice@example.com",
+    PASSWORD,
+]
+REPEATED_PIECES = ["x", "é", "😀", "\u202e", "\x00", "\ud800", "e\u0301", " ", "\n", "A1"]
+LENGTHS = [0, 1, 150, 279, 280, 281, 999, 1000, 1001, 4999, 5000, 5001, 20_000]
+
+any_code_point = st.characters(exclude_categories=())  # controls, surrogates, astral
+hostile_text: st.SearchStrategy[str] = st.one_of(
+    st.sampled_from(SAMPLE_TEXTS),
+    st.builds(
+        lambda piece, n: piece * n, st.sampled_from(REPEATED_PIECES), st.sampled_from(LENGTHS)
+    ),
+    st.text(any_code_point, max_size=300),
+).filter(lambda text: not leaks(text))
+
+json_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([2**31 - 1, 2**31, -(2**31) - 1, 2**53 + 1, 2**63, -(2**63), 2**64, 10**100]),
+    st.floats(),  # NaN and infinities too: Python's JSON writes and reads them
+    hostile_text,
+)
+any_json: st.SearchStrategy[Any] = st.recursive(
+    json_scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8).filter(lambda key: not leaks(key)), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def mostly(expected: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a value of the expected type, sometimes any JSON value or nothing at all."""
+    return st.one_of(expected, expected, expected, any_json, st.just(OMIT))
+
+
+def input_object(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """An input object of ``fields``, sometimes with an unknown one, sometimes not an object."""
+    known = st.fixed_dictionaries(fields)
+    with_unknown = st.builds(lambda known, extra: {**known, "bogus": extra}, known, any_json)
+    return st.one_of(known, known, known, with_unknown, any_json, st.just(OMIT))
+
+
+TYPE_NAMES = [
+    "User",
+    "StatusChange",
+    "Comment",
+    "Event",
+    "Activity",
+    "Profile",
+    "ApiToken",
+    "Node",
+    "arrayconnection",
+    "activity",
+    "user",
+    "",
+]
+NUMBER_TEXTS = [
+    *["0", "-1", "01", "+1", " 1", "1 ", "1_000", "0x1f", "1e3", "1.5", "1:2", "١٢", "²"],
+    *["9" * 18, "9" * 19, "9" * 40, "", "abc"],
+]
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(NUMBER_TEXTS),
+    hostile_text,
+)
+opaque_like = st.builds(
+    lambda type_name, number, urlsafe, padded: b64(
+        f"{type_name}:{number}", urlsafe=urlsafe, padded=padded
+    ),
+    st.sampled_from(TYPE_NAMES),
+    NUMBERS,
+    st.booleans(),
+    st.booleans(),
+)
+junk_base64 = st.binary(max_size=64).map(lambda raw: base64.b64encode(raw).decode())
+REAL_IDS = [
+    "user:alice",
+    "user:bob",
+    "event:alice_public",
+    "event:alice_private",
+    "event:alice_comment",
+    "event:bob_private",
+    "event:bob_comment",
+    "swapped:alice_public_as_comment",
+    "swapped:alice_comment_as_status",
+    "swapped:alice_public_as_user",
+]
+REAL_CURSORS = ["connection:first_item", "activity:first", "activity:last"]
+ids = mostly(
+    st.one_of(
+        hostile_text,
+        opaque_like,
+        junk_base64,
+        st.integers(),  # ID accepts integers
+        st.sampled_from([Real(name) for name in REAL_IDS]),
+    )
+)
+cursors = mostly(
+    st.one_of(
+        hostile_text,
+        opaque_like,
+        junk_base64,
+        st.none(),
+        st.sampled_from([Real(name) for name in REAL_CURSORS]),
+    )
+)
+page_sizes = mostly(
+    st.one_of(
+        st.sampled_from([0, 1, 2, 50, 99, 100, 101, -1, -100, 2**31 - 1, 2**31, -(2**31)]),
+        st.sampled_from([-(2**31) - 1, 2**63, -(2**63), 2**64, 10**100]),
+        st.integers(),
+        st.none(),
+    )
+)
+strings = mostly(hostile_text)
+optional_strings = mostly(st.one_of(hostile_text, st.none()))
+
+
+def enum_values(names: Iterable[str]) -> st.SearchStrategy[Any]:
+    """Values of an enum, their near misses, and anything else."""
+    names = list(names)
+    near_misses = (
+        [n.lower() for n in names] + [f"{n} " for n in names] + [f"{n}\x00" for n in names]
+    )
+    return mostly(st.one_of(st.sampled_from(names + near_misses + ["", "SECRET"]), st.none()))
+
+
+visibilities = enum_values(["PUBLIC", "PRIVATE"])
+event_kinds = enum_values(["STATUS_CHANGE", "COMMENT", "USER_JOINED"])
+viewers = st.sampled_from(["alice", "bob", None])
+
+
+# The world and the checks -----------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Two users with tokens and events, and the real ids the strategies point at."""
+
+    tokens: dict[str, str]
+    real: dict[str, str]
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` with each :class:`Real` replaced and each omitted entry dropped."""
+        if isinstance(value, Real):
+            return self.real[value.name]
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items() if v is not OMIT}
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        return value
+
+
+@pytest.fixture
+def world(make_user: Callable[..., User]) -> World:
+    """Alice and Bob, each with public and private events, and their tokens."""
+    alice, bob = make_user("alice"), make_user("bob")
+    public = event_services.status_change_create(
+        actor=alice, status="public", visibility=Visibility.PUBLIC
+    )
+    private = event_services.status_change_create(
+        actor=alice, status="private", visibility=Visibility.PRIVATE
+    )
+    comment = event_services.comment_create(
+        actor=alice, body="on it", target=public, visibility=Visibility.PUBLIC
+    )
+    bob_private = event_services.status_change_create(
+        actor=bob, status="bob's", visibility=Visibility.PRIVATE
+    )
+    bob_comment = event_services.comment_create(
+        actor=bob, body="bob on it", target=public, visibility=Visibility.PRIVATE
+    )
+    first_activity, last_activity = Activity.objects.first(), Activity.objects.last()
+    assert first_activity is not None and last_activity is not None
+    return World(
+        tokens={"alice": token_issue(user=alice), "bob": token_issue(user=bob)},
+        real={
+            "user:alice": encode_global_id("User", alice.pk),
+            "user:bob": encode_global_id("User", bob.pk),
+            "event:alice_public": encode_global_id("StatusChange", public.pk),
+            "event:alice_private": encode_global_id("StatusChange", private.pk),
+            "event:alice_comment": encode_global_id("Comment", comment.pk),
+            "event:bob_private": encode_global_id("StatusChange", bob_private.pk),
+            "event:bob_comment": encode_global_id("Comment", bob_comment.pk),
+            "swapped:alice_public_as_comment": encode_global_id("Comment", public.pk),
+            "swapped:alice_comment_as_status": encode_global_id("StatusChange", comment.pk),
+            "swapped:alice_public_as_user": encode_global_id("User", public.pk),
+            "connection:first_item": b64("arrayconnection:0"),
+            "activity:first": encode_activity_cursor(first_activity.pk),
+            "activity:last": encode_activity_cursor(last_activity.pk),
+        },
+    )
+
+
+SNAPSHOT_MODELS: list[type[models.Model]] = [
+    User,
+    Profile,
+    ApiToken,
+    Event,
+    StatusChange,
+    Comment,
+    Activity,
+]
+
+
+def database_snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every model an operation may write, field by field."""
+    return {
+        model._meta.label: list(
+            model._default_manager.order_by("pk").values_list(
+                *(field.attname for field in model._meta.concrete_fields)
+            )
+        )
+        for model in SNAPSHOT_MODELS
+    }
+
+
+def send(data: str | bytes, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    """POST a JSON body from a fresh client; an exception in the view comes back as a 500."""
+    cache.clear()  # login throttling counts would otherwise pile up across examples
+    response = Client(raise_request_exception=False).post(
+        "/graphql/", data=data, content_type="application/json", headers=dict(headers or {})
+    )
+    return cast(HttpResponse, response)  # never streaming here
+
+
+def post(world: World, query: str, variables: Any, viewer: str | None) -> HttpResponse:
+    """Send one operation, as ``viewer`` (a name in the world, or anonymous)."""
+    headers = {"Authorization": f"Bearer {world.tokens[viewer]}"} if viewer else {}
+    payload: dict[str, Any] = {"query": query}
+    if variables is not OMIT:
+        payload["variables"] = world.resolve(variables)
+    return send(json.dumps(payload), headers)
+
+
+def check_answer(response: HttpResponse, codes: frozenset[str]) -> dict[str, Any]:
+    """Assert ``response`` is a well-formed success or coded failure; return its body."""
+    assert response.status_code in (200, 400), response.content[:500]
+    assert response["Content-Type"].startswith(
+        ("application/json", "application/graphql-response+json")
+    )
+    body = json.loads(response.content)
+    assert isinstance(body, dict) and set(body) <= {"data", "errors", "extensions"}, body
+    errors = body.get("errors")
+    if errors is None:
+        assert response.status_code == 200 and body.get("data") is not None, body
+        return body
+    assert isinstance(errors, list) and errors, body
+    for error in errors:
+        message, code = error.get("message"), (error.get("extensions") or {}).get("code")
+        assert isinstance(message, str), error
+        assert code in codes, error
+        assert not leaks(message), error
+        fields = error["extensions"].get("fields")
+        if fields is not None:
+            assert isinstance(fields, dict) and all(
+                isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+                for messages in fields.values()
+            ), error
+    if VALIDATION in {error["extensions"]["code"] for error in errors}:
+        assert body.get("data") is None, body  # a rejected operation runs no field
+    else:
+        assert response.status_code == 200, body
+    return body
+
+
+def check_mutation(
+    world: World,
+    query: str,
+    variables: Mapping[str, Any],
+    viewer: str | None,
+    codes: frozenset[str],
+) -> dict[str, Any]:
+    """Send a mutation; when it fails, require the database to be exactly as before."""
+    before = database_snapshot()
+    body = check_answer(post(world, query, variables, viewer), codes)
+    if "errors" in body:
+        assert database_snapshot() == before, body["errors"]
+    return body
+
+
+def check_query(
+    world: World,
+    query: str,
+    variables: Mapping[str, Any],
+    viewer: str | None,
+    codes: frozenset[str],
+) -> dict[str, Any]:
+    """Send a query; it must answer well-formed and write nothing, whatever the input."""
+    before = database_snapshot()
+    body = check_answer(post(world, query, variables, viewer), codes)
+    assert database_snapshot() == before
+    return body
+
+
+# Mutations --------------------------------------------------------------------------
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {"input": input_object(username=strings, email=strings, password=strings)}
+    ),
+    viewer=viewers,
+)
+@example(  # an unpaired surrogate cannot be hashed: was INTERNAL
+    variables={
+        "input": {"username": "zoe", "email": "zoe@example.com", "password": "pass\ud800word"}
+    },
+    viewer=None,
+)
+@example(  # nor turned into an IDNA domain: was INTERNAL
+    variables={
+        "input": {"username": "zoe", "email": "zoe@exa\ud800mple.com", "password": PASSWORD}
+    },
+    viewer=None,
+)
+@example(variables={"input": {"username": None, "email": 5, "password": []}}, viewer=None)
+def test_create_user(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, CREATE_USER, variables, viewer, CREATE_CODES)
+
+
+@HOSTILE
+@given(
+    username=mostly(
+        st.one_of(hostile_text, st.sampled_from(["alice", "bob", "ALICE", "alice\x00"]))
+    ),
+    password=mostly(st.one_of(hostile_text, st.just(PASSWORD))),
+    viewer=viewers,
+)
+@example(username="alice", password="\ud800", viewer=None)  # was INTERNAL
+@example(username="\udfff", password=PASSWORD, viewer=None)  # was INTERNAL
+@example(username="alice\x00", password=PASSWORD, viewer=None)  # INTERNAL on PostgreSQL
+def test_login(world: World, username: Any, password: Any, viewer: str | None) -> None:
+    variables = {"username": username, "password": password}
+    check_mutation(world, LOGIN, variables, viewer, LOGIN_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {"input": input_object(website=optional_strings, bio=optional_strings)}
+    ),
+    viewer=viewers,
+)
+@example(variables={"input": {"bio": "\ud800"}}, viewer="alice")  # was INTERNAL
+@example(variables={"input": {"website": "https://a\ud800.example"}}, viewer="alice")
+def test_update_profile(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, UPDATE_PROFILE, variables, viewer, CREATE_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {"input": input_object(status=strings, visibility=visibilities)}
+    ),
+    viewer=viewers,
+)
+@example(variables={"input": {"status": "\ud800"}}, viewer="alice")  # was INTERNAL
+@example(variables={"input": {"status": "ok", "visibility": "SECRET"}}, viewer="alice")
+@example(variables={"input": {"status": "ok", "bogus": 1}}, viewer="alice")
+def test_create_status_change(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, CREATE_STATUS_CHANGE, variables, viewer, CREATE_CODES)
+
+
+@HOSTILE
+@given(variables=st.fixed_dictionaries({"id": ids, "status": strings}), viewer=viewers)
+@example(variables={"id": None, "status": "x"}, viewer="alice")  # was INTERNAL
+@example(variables={"id": [1], "status": {"a": 1}}, viewer="alice")  # was INTERNAL
+@example(variables={"id": Real("event:alice_public"), "status": "\ud800"}, viewer="alice")
+def test_update_status_change(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, UPDATE_STATUS_CHANGE, variables, viewer, CHANGE_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {"input": input_object(body=strings, targetId=ids, visibility=visibilities)}
+    ),
+    viewer=viewers,
+)
+@example(variables={"input": {"body": "\ud800"}}, viewer="bob")  # was INTERNAL
+@example(variables={"input": {"body": "x", "targetId": 1.5}}, viewer="bob")  # was INTERNAL
+def test_create_comment(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, CREATE_COMMENT, variables, viewer, CHANGE_CODES)
+
+
+@HOSTILE
+@given(variables=st.fixed_dictionaries({"id": ids, "body": strings}), viewer=viewers)
+@example(variables={"id": Real("event:alice_comment"), "body": "\udbff"}, viewer="alice")
+def test_update_comment(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, UPDATE_COMMENT, variables, viewer, CHANGE_CODES)
+
+
+@HOSTILE
+@given(variables=st.fixed_dictionaries({"id": ids}), viewer=viewers)
+@example(variables={"id": {"id": 1}}, viewer="alice")  # was INTERNAL
+def test_delete_event(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_mutation(world, DELETE_EVENT, variables, viewer, CHANGE_CODES - {"BAD_USER_INPUT"})
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x00", "a\ud800b", "\udfff"])
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (CREATE_USER, {"input": {"username": "zoe", "email": "zoe@example.com", "password": "{}"}}),
+        (LOGIN, {"username": "{}", "password": PASSWORD}),
+        (UPDATE_PROFILE, {"input": {"bio": "{}"}}),
+        (CREATE_STATUS_CHANGE, {"input": {"status": "{}"}}),
+        (CREATE_COMMENT, {"input": {"body": "{}"}}),
+    ],
+)
+def test_text_no_database_can_store_is_refused_before_anything_runs(
+    world: World, query: str, variables: dict[str, Any], text: str
+) -> None:
+    """NUL (PostgreSQL text cannot hold it) and unpaired surrogates (not UTF-8) in a String."""
+    filled = json.loads(json.dumps(variables).replace("{}", json.dumps(text)[1:-1]))
+    body = check_mutation(world, query, filled, "alice", frozenset({VALIDATION}))
+    assert body["data"] is None
+    assert [error["extensions"]["code"] for error in body["errors"]] == [VALIDATION]
+
+
+# Queries ----------------------------------------------------------------------------
+
+
+@HOSTILE
+@given(query=st.sampled_from([USER, EVENT]), variables=st.fixed_dictionaries({"id": ids}))
+@example(query=USER, variables={"id": 1.5})  # was INTERNAL
+@example(query=EVENT, variables={"id": None})  # was INTERNAL
+def test_node_by_id(world: World, query: str, variables: dict[str, Any]) -> None:
+    check_query(world, query, variables, "alice", NODE_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {"first": page_sizes, "after": cursors, "last": page_sizes, "before": cursors}
+    ),
+    viewer=viewers,
+)
+@example(variables={"first": 2**31}, viewer=None)  # was INTERNAL
+@example(variables={"after": "abc"}, viewer=None)  # bad padding: was INTERNAL
+@example(variables={"after": b64("arrayconnection:abc")}, viewer=None)  # was INTERNAL
+@example(variables={"after": b64("arrayconnection:" + "9" * 30)}, viewer=None)  # was INTERNAL
+@example(variables={"after": b64("arrayconnection:-5")}, viewer=None)  # was INTERNAL
+@example(variables={"before": b64("arrayconnection:-5"), "last": 1}, viewer=None)
+@example(variables={"after": "\ud800"}, viewer=None)  # was INTERNAL
+def test_users_connection(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_query(world, USERS, variables, viewer, QUERY_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {
+            "first": page_sizes,
+            "after": cursors,
+            "last": page_sizes,
+            "before": cursors,
+            "kind": event_kinds,
+            "actorId": ids,
+        }
+    ),
+    viewer=viewers,
+)
+@example(variables={"kind": "NOPE"}, viewer="alice")  # was INTERNAL
+@example(variables={"kind": 3, "actorId": [1]}, viewer="alice")  # was INTERNAL
+@example(variables={"after": b64("arrayconnection:" + "9" * 30)}, viewer="alice")
+def test_events_connection(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_query(world, EVENTS, variables, viewer, QUERY_CODES)
+
+
+@HOSTILE
+@given(variables=st.fixed_dictionaries({"after": cursors, "first": page_sizes}), viewer=viewers)
+@example(variables={"after": "x", "first": 2**63}, viewer=None)  # was INTERNAL
+@example(variables={"after": b64("activity:" + "9" * 30)}, viewer=None)
+def test_activities(world: World, variables: dict[str, Any], viewer: str | None) -> None:
+    check_query(world, ACTIVITIES, variables, viewer, QUERY_CODES)
+
+
+# Credentials ------------------------------------------------------------------------
+
+
+@HOSTILE
+@given(
+    header=st.one_of(
+        st.builds(lambda token: f"Bearer {token}", st.text(st.characters(max_codepoint=0xFF))),
+        st.builds(
+            lambda token: f"Bearer pulse_{token}", st.text(st.characters(max_codepoint=0xFF))
+        ),
+        st.text(st.characters(max_codepoint=0xFF), max_size=200),
+    )
+)
+def test_authorization_header(header: str) -> None:
+    """A forged or garbled header (HTTP header text is Latin-1) is anonymous or refused."""
+    response = send(json.dumps({"query": "{ me { id } }"}), {"Authorization": header})
+    if response.status_code == 401:
+        body = json.loads(response.content)
+        assert [error["extensions"]["code"] for error in body["errors"]] == ["UNAUTHENTICATED"]
+    else:
+        body = check_answer(response, frozenset())
+        assert body["data"] == {"me": None}
+
+
+# Request bodies ---------------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    """A request whose one variable is a list nested ``depth`` deep."""
+    value = "[" * depth + "]" * depth
+    return f'{{"query": {json.dumps(USER)}, "variables": {{"id": {value}}}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"query": "{ me { id } }"', id="truncated-json"),
+        pytest.param(b"[1, 2]", id="batch"),
+        pytest.param(json.dumps({"query": USER, "variables": [1]}).encode(), id="variables-list"),
+        pytest.param(json.dumps({"query": 5}).encode(), id="query-number"),
+        pytest.param(b"{}", id="no-query"),
+        pytest.param(
+            json.dumps({"query": USER, "variables": {"id": "1"}, "operationName": 5}).encode(),
+            id="operation-name-number",
+        ),
+        pytest.param(nested(500), id="variable-nested-500-deep"),
+        pytest.param(b'{"query": "{ me { id } }", "x": "\xff\xfe"}', id="invalid-utf8"),
+        pytest.param(b'"a string"', id="json-string"),
+        pytest.param(b"null", id="json-null"),
+        pytest.param(
+            json.dumps(
+                {"query": USER, "variables": {"id": "1"}, "operationName": "\ud800"}
+            ).encode(),
+            id="operation-name-surrogate",
+        ),
+        pytest.param(nested(5000), id="variable-nested-5000-deep"),
+    ],
+)
+def test_malformed_request_body(raw: bytes) -> None:
+    """A body the endpoint cannot run is a client error (or a coded one), never a 500."""
+    response = send(raw)
+    assert response.status_code in (200, 400), response.content[:300]
+    if response.status_code == 200:
+        body = check_answer(response, frozenset({VALIDATION}))
+        assert "errors" in body
