@@ -4,7 +4,7 @@ Run it exactly like daphne (same arguments)::
 
     python -m backend.server -b 0.0.0.0 -p 8000 asgi:application
 
-Three things daphne does not do on its own:
+What it adds to daphne:
 
 - **Graceful stop.** On SIGTERM/SIGINT it stops accepting connections, lets in-flight
   HTTP requests finish (up to ``PULSE_SHUTDOWN_GRACE_SECONDS``), closes every
@@ -14,6 +14,9 @@ Three things daphne does not do on its own:
   when the kernel and Twisted buffers are full; frames written while paused are
   counted, and past ``PULSE_WS_MAX_UNSENT_BYTES`` the socket gets no more data and is
   closed with 1013 (try again later) and a reason saying to resume from the last cursor.
+- **Message limit with a reason.** Client messages over ``PULSE_WS_MAX_MESSAGE_BYTES``
+  and frames breaking RFC 6455 get a close frame (1009, 1002) before the connection is
+  dropped, so the client learns why.
 - **Pre-encoded frames.** Each WebSocket scope carries the ``pulse.websocket.frames``
   extension (``backend.wsframes``): the activity fan-out writes one encoded frame to
   thousands of sockets without a trip through Channels, daphne and autobahn for each,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,8 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, sign_up
-from tests.e2e.servers import daphne_server
+from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, http_gql, sign_up
+from tests.e2e.servers import daphne_server, new_database
 
 pytestmark = pytest.mark.e2e
 
@@ -231,3 +233,23 @@ async def test_queries_over_the_websocket(limited_server: str) -> None:
     assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"], answer
     assert "graphql-transport-ws" in errors[0]["message"]
     await legacy.close()
+
+
+def test_failed_logins_are_counted_across_processes_in_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """With REDIS_URL, the login limit is one count shared by every server process."""
+    database = new_database(os.environ.get("DATABASE_URL", ""), "pulse_throttle", tmp_path)
+    env = {"REDIS_URL": redis_url, "PULSE_LOGIN_MAX_FAILURES": "4"}
+    login = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
+    with daphne_server(tmp_path, database, env) as a, daphne_server(tmp_path, database, env) as b:
+        sign_up(a.base, "throttled")
+        codes = []
+        for n in range(4):
+            server = (a, b)[n % 2]
+            body = http_gql(server.base, login, {"u": "throttled", "p": "wrong"})
+            codes.append(body["errors"][0]["extensions"]["code"])
+        assert codes == ["UNAUTHENTICATED"] * 4
+        for server in (a, b):
+            body = http_gql(server.base, login, {"u": "throttled", "p": "correct horse 9 battery"})
+            assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
