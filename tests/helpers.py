@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from django.test import Client
@@ -43,3 +44,16 @@ def split_text_frames(frames: bytes) -> list[bytes]:
         payloads.append(frames[position : position + size])
         position += size
     return payloads
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string anywhere in a decoded JSON value (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)

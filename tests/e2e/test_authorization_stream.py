@@ -29,6 +29,7 @@ import pytest
 
 from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, ahttp_gql, sign_up
 from tests.e2e.servers import ROOT, DaphneServer
+from tests.helpers import strings_in
 
 pytestmark = pytest.mark.e2e
 
@@ -147,19 +148,6 @@ async def author_writes(base: str, cast: Cast, label: str) -> list[Sent]:
         await call(DELETE_EVENT, {"id": doomed}, "deleteEvent")
         sent.append(said(sc, "DELETED", "deleted a status", doomed, private))
     return sent
-
-
-def strings_in(value: Any) -> Iterator[str]:
-    """Every string anywhere in a decoded JSON value (keys included)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
 
 
 def assert_no_leak(

@@ -31,7 +31,7 @@ from django.test import Client
 
 from events.models import Activity, Comment, Event, StatusChange, Visibility
 from schema.ids import encode_global_id
-from tests.helpers import PASSWORD, error_codes, gql
+from tests.helpers import PASSWORD, error_codes, gql, strings_in
 from users.models import Profile
 from users.tokens import token_issue
 
@@ -306,19 +306,6 @@ class Ctx:
             for step in HISTORY
             if not step.private or step.actor == self.viewer
         ]
-
-
-def strings_in(value: Any) -> Iterator[str]:
-    """Every string anywhere in a decoded JSON value (keys included)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
 
 
 def assert_nothing_private_leaks(body: dict[str, Any], c: Ctx, echoes: tuple[str, ...]) -> None:
