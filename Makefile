@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres soak bench bench-smoke lint system-deps install migrate
+.PHONY: run test test-postgres soak bench bench-smoke lint system-deps install migrate schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SECRET_KEY=lint $(BIN)/mypy .
+
+# Regenerate schema.graphql from the code (tests/schema/test_schema_file.py fails on drift).
+schema: install
+	DEBUG=1 $(BIN)/python manage.py export_schema schema.schema:schema --path schema.graphql
