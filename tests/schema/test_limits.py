@@ -9,9 +9,11 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from schema.live_handler import parse_activity_subscription
 from schema.schema import schema
+from tests.e2e.servers import free_port
 from tests.helpers import PASSWORD, error_codes, gql
 
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
@@ -152,3 +154,19 @@ def login(client: Client, username: str, password: str, address: str) -> dict[st
 @pytest.fixture(autouse=True)
 def _db(db: None) -> None:
     """Every test here touches the database (sign-in, users)."""
+
+
+def test_login_is_not_throttled_but_logged_when_the_cache_is_down(
+    client: Client, alice: User, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis outage must not lock everyone out: logins work, a warning says why."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        }
+    }
+    for _ in range(settings.PULSE_LOGIN_MAX_FAILURES + 1):
+        assert error_codes(login(client, "alice", "wrong", "10.2.0.1")) == ["UNAUTHENTICATED"]
+    assert "errors" not in login(client, "alice", PASSWORD, "10.2.0.1")
+    assert "Login throttling unavailable" in caplog.text
