@@ -13,10 +13,12 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 
-# redis-server and PostgreSQL from Debian's packages, for the tests that start them.
+# redis-server, PostgreSQL, Chromium (the Playwright browser test) and nginx (the
+# deployment guide's proxy) from Debian's packages, for the tests that start them.
 system-deps:
-	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null; \
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| ! test -x /usr/bin/chromium || ! test -x /usr/sbin/nginx; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium nginx >/dev/null; \
 	fi
 
 migrate: install

@@ -15,11 +15,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from backend.body_limit import RequestBodyLimit  # noqa: E402
+from backend.metrics import with_metrics_endpoint  # noqa: E402
 from schema.views import websocket_consumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": RequestBodyLimit(ASGIStaticFilesHandler(django_asgi_app)),
+        # /metrics (Prometheus) is answered before Django: see backend.metrics.
+        "http": with_metrics_endpoint(RequestBodyLimit(ASGIStaticFilesHandler(django_asgi_app))),
         # The consumer authenticates the socket itself (token or session cookie).
         "websocket": URLRouter([re_path(r"^graphql/?$", websocket_consumer())]),
     }

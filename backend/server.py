@@ -17,6 +17,10 @@ What it adds to daphne:
 - **Message limit with a reason.** Client messages over ``PULSE_WS_MAX_MESSAGE_BYTES``
   and frames breaking RFC 6455 get a close frame (1009, 1002) before the connection is
   dropped, so the client learns why.
+- **Structured access log.** daphne's access log goes through ``logging`` (so it is
+  JSON with ``LOG_FORMAT=json``), each line with the ``request_id`` or ``connection_id``
+  the application's own lines carry (``backend.logconfig``). Twisted's own log is
+  daphne's choice: dropped, or with ``--verbosity 2`` sent to ``logging`` as well.
 - **Pre-encoded frames.** Each WebSocket scope carries the ``pulse.websocket.frames``
   extension (``backend.wsframes``): the activity fan-out writes one encoded frame to
   thousands of sockets without a trip through Channels, daphne and autobahn for each,
@@ -27,18 +31,24 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
-from typing import Any
+from typing import IO, Any
 
+import daphne.cli
 import daphne.server
+from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor, task
 
 from backend import wsframes
+from backend.logconfig import LOG_CONTEXT_EXTENSION, new_id
+from backend.metrics import DROPPED_UNSENT_BYTES
 
 logger = logging.getLogger("pulse.server")
+access_logger = logging.getLogger("daphne.access")
 
 GOING_AWAY = 1001
 SLOW_CONSUMER_CLOSE_CODE = 1013
@@ -73,6 +83,7 @@ class PulseWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol, closing clients that stop reading."""
 
     max_unsent_bytes = int(_env_number("PULSE_WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024))
+    connection_id: str | None = None  # set by PulseServer.create_application
 
     def onOpen(self) -> None:
         self.backlog = _SendBacklog()
@@ -138,7 +149,12 @@ class PulseWebSocketProtocol(WebSocketProtocol):
 
     def _close_slow_consumer(self) -> None:
         self.closing_slow_consumer = True
-        logger.warning("Closing slow WebSocket consumer %s", self.client_addr)
+        DROPPED_UNSENT_BYTES.inc()
+        logger.warning(
+            "Closing slow WebSocket consumer %s",
+            self.client_addr,
+            extra={"connection_id": getattr(self, "connection_id", None)},
+        )
         # The close frame queues behind what the client has not read yet; give it time
         # to read up to it, then drop the connection.
         self.closeHandshakeTimeout = SLOW_CONSUMER_DROP_AFTER_SECONDS
@@ -179,9 +195,16 @@ class PulseServer(Server):
         super().run()
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        extensions = scope.setdefault("extensions", {})
         if isinstance(protocol, PulseWebSocketProtocol):
-            extensions = scope.setdefault("extensions", {})
             extensions[wsframes.EXTENSION] = {"write": protocol.write_frames}
+            protocol.connection_id = new_id()
+            ids = {"connection_id": protocol.connection_id}
+        else:
+            ids = {"request_id": new_id()}
+        # The application logs with these ids, and so do this connection's access lines.
+        extensions[LOG_CONTEXT_EXTENSION] = ids
+        protocol.server = _ConnectionView(self, ids)
         return super().create_application(protocol, scope)
 
     def listen_success(self, port: Any) -> None:
@@ -229,8 +252,62 @@ class PulseServer(Server):
         ]
 
 
+class _ConnectionView:
+    """The server as one connection's protocol sees it: its access lines carry its id."""
+
+    def __init__(self, server: Server, ids: dict[str, str]) -> None:
+        self._server, self._ids = server, ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+    def log_action(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        self._server.log_action(protocol, action, {**details, **self._ids})
+
+
+class StructuredAccessLog:
+    """daphne's access log as ``logging`` records (logger ``daphne.access``).
+
+    HTTP lines: ``method``, ``path`` (without the query string, which may hold secrets),
+    ``status``, ``size``, ``duration_ms``, ``client`` and ``request_id``; WebSocket lines
+    (``websocket_connecting``, ``_connected``, ``_rejected``, ``_disconnected``):
+    ``path``, ``client`` and ``connection_id``.
+    """
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {
+            "path": str(details.get("path", "")).split("?", 1)[0],
+            "client": details.get("client"),
+        }
+        if protocol == "http" and action == "complete":
+            event = "http_request"
+            fields |= {
+                "method": details.get("method"),
+                "status": details.get("status"),
+                "size": details.get("size"),
+                "duration_ms": round(float(details.get("time_taken") or 0) * 1000, 3),
+                "request_id": details.get("request_id"),
+            }
+        elif protocol == "websocket":
+            event = f"websocket_{action}"
+            fields["connection_id"] = details.get("connection_id")
+        else:
+            return
+        access_logger.info(event, extra=fields)
+
+
+def access_log(stream: IO[str]) -> Any:
+    """daphne's access logger: structured when it would go to stdout, else as daphne's."""
+    return StructuredAccessLog() if stream is sys.stdout else AccessLogGenerator(stream)
+
+
 class PulseCommandLineInterface(CommandLineInterface):
     server_class = PulseServer
+
+    def run(self, args: list[str]) -> None:
+        # daphne builds its access logger inside run(); point it at ours.
+        daphne.cli.AccessLogGenerator = access_log  # type: ignore[attr-defined,misc]
+        super().run(args)
 
 
 if __name__ == "__main__":

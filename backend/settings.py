@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from backend import logconfig
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -65,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "backend.metrics.HttpMetricsMiddleware",
+    "backend.logcontext.RequestLogMiddleware",  # request_id (and user_id) on every line
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -193,9 +197,11 @@ RATELIMIT_FAIL_OPEN = True  # a cache outage must not lock everyone out (it is l
 # Django refuses larger form bodies itself; Pulse's ASGI guard answers 413 before that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = PULSE_MAX_REQUEST_BYTES
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Operations (README, "Operations"): Prometheus metrics and structured logs.
+PULSE_METRICS_ENABLED = env_bool("PULSE_METRICS_ENABLED", True)
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
+if LOG_FORMAT not in logconfig.LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, not {LOG_FORMAT!r}.")
+LOGGING = logconfig.logging_config(LOG_FORMAT, LOG_LEVEL)
+logconfig.configure_structlog()

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import time
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
@@ -20,14 +21,15 @@ ACTIVITY_MESSAGE_TYPE = "activity.published"
 def activity_publish(activity_id: int) -> None:
     """Broadcast one committed activity's id; runs from ``transaction.on_commit``.
 
-    Only the id travels: the log row is the source of truth, and each process's
-    listener reads it once. A failure here loses no data (the row is committed) and
-    clients catch up by resuming from their cursor.
+    Only the id travels (with the publish time, for the delivery-lag metric): the log
+    row is the source of truth, and each process's listener reads it once. A failure
+    here loses no data (the row is committed) and clients catch up by resuming from
+    their cursor.
     """
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id}
+    message = {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id, "published_at": time.time()}
     loop = _server_loop()
     if loop is None:  # a management command, the shell, a test: wait for the send
         async_to_sync(layer.group_send)(ACTIVITY_GROUP, message)

@@ -32,7 +32,29 @@ def activities_after(
     actor_id: int | None = None,
 ) -> list[ActivityWithEvent]:
     """The next ``limit`` visible activities after ``after_id``, oldest first."""
-    queryset = Activity.objects.filter(visible_q(viewer_id), id__gt=after_id)
+    queryset = Activity.objects.filter(visible_q(viewer_id))
+    return _log_page(queryset, after_id, limit, kinds, actor_id)
+
+
+def log_after(
+    *,
+    after_id: int,
+    limit: int,
+    kinds: Collection[str] | None = None,
+    actor_id: int | None = None,
+) -> list[ActivityWithEvent]:
+    """The next ``limit`` activities of the whole log after ``after_id``, private ones too."""
+    return _log_page(Activity.objects.all(), after_id, limit, kinds, actor_id)
+
+
+def _log_page(
+    queryset: QuerySet[Activity],
+    after_id: int,
+    limit: int,
+    kinds: Collection[str] | None,
+    actor_id: int | None,
+) -> list[ActivityWithEvent]:
+    queryset = queryset.filter(id__gt=after_id)
     if kinds is not None:
         queryset = queryset.filter(kind__in=kinds)
     if actor_id is not None:
@@ -40,18 +62,19 @@ def activities_after(
     return with_events(queryset.select_related("actor__profile").order_by("id")[:limit])
 
 
-def log_after(*, after_id: int, limit: int) -> list[ActivityWithEvent]:
-    """The next ``limit`` activities of the whole log after ``after_id`` (no filtering)."""
-    return with_events(
-        Activity.objects.filter(id__gt=after_id)
-        .select_related("actor__profile")
-        .order_by("id")[:limit]
-    )
-
-
 def latest_activity_id() -> int:
     """The id of the newest activity, or 0."""
     return Activity.objects.aggregate(latest=Max("id"))["latest"] or 0
+
+
+def recent_activities_start(*, viewer_id: int | None, count: int) -> int:
+    """The id after which the ``count`` newest activities ``viewer_id`` may see come (or 0)."""
+    ids = (
+        Activity.objects.filter(visible_q(viewer_id))
+        .order_by("-id")
+        .values_list("id", flat=True)[count : count + 1]
+    )
+    return next(iter(ids), 0)
 
 
 def with_events(activities: Iterable[Activity]) -> list[ActivityWithEvent]:

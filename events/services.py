@@ -6,6 +6,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
+from backend.metrics import ACTIVITIES_PUBLISHED
 from events.models import (
     Activity,
     ActivityKind,
@@ -30,6 +31,7 @@ def _activity_append(**fields: object) -> Activity:
 
     def publish_committed_activity() -> None:
         # A named function: Django's robust on_commit logs failures by __qualname__.
+        ACTIVITIES_PUBLISHED.labels(activity.kind).inc()
         activity_publish(activity.pk)
 
     transaction.on_commit(publish_committed_activity, robust=True)

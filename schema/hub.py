@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from backend.metrics import SUBSCRIPTIONS_ACTIVE, record_lag
 from events import selectors
 from events.publisher import ACTIVITY_GROUP
 from events.selectors import ActivityWithEvent
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = (0.5, 1, 2, 5)
 POLL_SECONDS = 5.0  # safety net for lost notifications
+PUBLISHED_AT_LIMIT = 10_000  # publish times held for activities not yet delivered
 
 
 class SlowConsumerError(Exception):
@@ -84,6 +88,8 @@ class ActivityHub:
         self._doorbell = asyncio.Event()
         self._delivered_id = 0
         self._tasks: list[asyncio.Task[None]] = []
+        # Publish time of each notified activity, until it is delivered (lag metric).
+        self._published_at: dict[int, float] = {}
 
     async def subscribe(self, subscriber: Subscriber) -> None:
         """Add a subscriber; returns once the hub is listening."""
@@ -112,9 +118,15 @@ class ActivityHub:
     def _start(self) -> None:
         for task in self._tasks:
             task.cancel()
+        # A fresh context each: the first subscriber's log context (connection_id,
+        # user_id) must not stick to everything the hub logs for the whole process.
         self._tasks = [
-            asyncio.create_task(self._listen(), name="pulse-hub-listen"),
-            asyncio.create_task(self._deliver(), name="pulse-hub-deliver"),
+            asyncio.create_task(
+                self._listen(), name="pulse-hub-listen", context=contextvars.Context()
+            ),
+            asyncio.create_task(
+                self._deliver(), name="pulse-hub-deliver", context=contextvars.Context()
+            ),
         ]
 
     async def _listen(self) -> None:
@@ -131,7 +143,8 @@ class ActivityHub:
                 self._doorbell.set()  # catch up on whatever was missed while away
                 attempt = 0
                 while True:
-                    await layer.receive(channel)
+                    message = await layer.receive(channel)
+                    self._note_published(message)
                     self._doorbell.set()
             except asyncio.CancelledError:
                 raise
@@ -169,11 +182,33 @@ class ActivityHub:
                 logger.exception("Activity delivery failed; retrying")
                 await asyncio.sleep(RETRY_SECONDS[-1])
 
+    def _note_published(self, message: dict[str, object]) -> None:
+        """Remember when a notified activity was published (``events.publisher``)."""
+        activity_id, published_at = message.get("id"), message.get("published_at")
+        if not isinstance(activity_id, int) or not isinstance(published_at, int | float):
+            return
+        if activity_id > self._delivered_id:  # else a catch-up already read it
+            if len(self._published_at) >= PUBLISHED_AT_LIMIT:
+                self._published_at.clear()  # nobody delivers: the next catch-up ends that
+            self._published_at[activity_id] = float(published_at)
+
+    def _record_lag(self, rows: list[ActivityWithEvent]) -> None:
+        """One lag observation per activity delivered, from its publish time; from when
+        it was written if its row was read before its notification came (or without)."""
+        now = time.time()
+        published_at = self._published_at
+        for activity, _ in rows:
+            published = published_at.pop(activity.pk, None)
+            if published is None:
+                published = activity.occurred_at.timestamp()
+            record_lag(published, now)
+
     async def catch_up(self) -> None:
         """Deliver every activity after the last delivered one to local subscribers."""
         if not self.subscriber_count:
             latest = await sync_to_async(selectors.latest_activity_id)()
             self._delivered_id = max(self._delivered_id, latest)
+            self._published_at.clear()
             return
         while True:
             rows = await sync_to_async(selectors.log_after)(
@@ -186,6 +221,7 @@ class ActivityHub:
             if rows:
                 await self.fanout.deliver(rows)
                 self._delivered_id = rows[-1][0].pk
+                self._record_lag(rows)
             if len(rows) < settings.PULSE_REPLAY_BATCH_SIZE:
                 return
 
@@ -193,6 +229,14 @@ class ActivityHub:
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ActivityHub] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def active_subscriptions() -> int:
+    """Subscriptions in every hub of this process (read when metrics are scraped)."""
+    return sum(hub.subscriber_count for hub in list(_hubs.values()))
+
+
+SUBSCRIPTIONS_ACTIVE.set_function(active_subscriptions)
 
 
 def get_hub() -> ActivityHub:

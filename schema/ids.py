@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 
 from strawberry import relay
 from strawberry.relay.types import PREFIX as CONNECTION_CURSOR_PREFIX
 
-ACTIVITY_CURSOR_PREFIX = "activity:"
+# The activity cursor belongs to the events app, whose management commands print and
+# read it too (apps never import schema/); re-exported here for the GraphQL layer.
+from events.cursors import decode_activity_cursor, encode_activity_cursor  # noqa: F401
 
 
 def decode_pk(value: str, type_names: Iterable[str]) -> int | None:
@@ -29,25 +29,6 @@ def decode_pk(value: str, type_names: Iterable[str]) -> int | None:
 def encode_global_id(type_name: str, pk: int) -> str:
     """Global id of a node, as ``id`` fields show it."""
     return str(relay.GlobalID(type_name, str(pk)))
-
-
-def encode_activity_cursor(activity_id: int) -> str:
-    """Opaque cursor of one activity."""
-    return base64.urlsafe_b64encode(f"{ACTIVITY_CURSOR_PREFIX}{activity_id}".encode()).decode()
-
-
-def decode_activity_cursor(cursor: str) -> int | None:
-    """The activity id in a cursor, or ``None`` when it is malformed."""
-    if len(cursor) > 64:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
-    except (binascii.Error, UnicodeError, ValueError):
-        return None
-    prefix, _, number = text.partition(":")
-    if prefix + ":" != ACTIVITY_CURSOR_PREFIX or not number.isdigit() or len(number) > 18:
-        return None
-    return int(number)
 
 
 def decode_connection_cursor(cursor: str) -> int | None:

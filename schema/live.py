@@ -25,6 +25,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from graphql.execution.executor import Executor
 from graphql.execution.values import get_argument_values
 
+from backend.metrics import DELIVERIES_LIVE
 from backend.wsframes import FrameWriter, text_frame
 from events.models import Activity, Event, Visibility
 from schema.errors import coded
@@ -126,27 +127,28 @@ class SharedSubscription:
     # Live activities that arrive while the replay runs; none once live (saves memory).
     pending: collections.deque[tuple[int, bytes]] | None = None
 
-    async def offer(self, items: list[tuple[int, bytes]], frames: FrameCache) -> None:
+    async def offer(self, items: list[tuple[int, bytes]], frames: FrameCache) -> int:
         """Send ``(activity id, payload)`` items when live; queue them (bounded) while the
         replay still runs. ``frames`` caches encoded frames for subscribers that get the
-        same items under the same message id."""
+        same items under the same message id. Returns how many messages were written."""
         if self.removed:
-            return
+            return 0
         if not self.live:
             if self.pending is None:
                 self.pending = collections.deque()
             for item in items:
                 if len(self.pending) >= settings.PULSE_SUBSCRIBER_QUEUE_SIZE:
                     self.overflowed = True
-                    return
+                    return 0
                 self.pending.append(item)
-            return
+            return 0
         if items[0][0] <= self.last_id:
             items = [item for item in items if item[0] > self.last_id]
             if not items:
-                return
+                return 0
         self.last_id = items[-1][0]
         await self.send(items, frames)
+        return len(items)
 
     async def send(self, items: list[tuple[int, bytes]], frames: FrameCache | None = None) -> None:
         """Write one ``next`` message per item, as a single write when the server allows."""
@@ -202,8 +204,9 @@ class SharedFanout:
 
         Each subscriber gets everything ``rows`` holds for it in one write, and
         subscribers with the same viewer, shape and message id get the same bytes.
+        Deliveries are counted once per batch (``pulse_deliveries_total``), not per write.
         """
-        written = 0
+        written = delivered = 0
         for shape in list(self.shapes.values()):
             accepted = [(activity, event) for activity, event in rows if shape.accepts(activity)]
             if not accepted:
@@ -224,12 +227,14 @@ class SharedFanout:
                     continue
                 frames: FrameCache = {}
                 for subscription in list(subscriptions):
-                    await subscription.offer(items, frames)
+                    delivered += await subscription.offer(items, frames)
                     written += 1
                     if written % FANOUT_SLICE == 0:
                         # Let the loop run what is ready (requests waiting on the
                         # database thread) between slices of socket writes.
                         await asyncio.sleep(0)
+        if delivered:
+            DELIVERIES_LIVE.inc(delivered)
 
 
 def relation_to(viewer_id: int | None, activity: Activity) -> str | None:

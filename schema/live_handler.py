@@ -38,6 +38,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from backend.metrics import DELIVERIES_LIVE, DELIVERIES_REPLAY, DROPPED_QUEUE_FULL
 from backend.wsframes import frame_writer
 from schema.errors import INTERNAL, RATE_LIMITED, slow_consumer
 from schema.events import parse_activity_cursor
@@ -236,7 +237,9 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 if activity_id > last_id:
                     last_id = activity_id
                     await subscription.send([(activity_id, payload)])
+                    DELIVERIES_LIVE.inc()
             if subscription.overflowed:
+                DROPPED_QUEUE_FULL.inc()
                 await operation.send_initial_errors(
                     [slow_consumer(encode_activity_cursor(last_id))]
                 )
@@ -267,6 +270,7 @@ class SharedActivityTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             if relation is not None:  # the log query already left out what it may not see
                 payload = await shape.execute(activity, event, relation)
                 await subscription.send([(activity.pk, payload)])
+                DELIVERIES_REPLAY.inc()
             last_id = activity.pk
         return last_id
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from asgiref.sync import sync_to_async
 
+from backend.metrics import DELIVERIES_LIVE, DELIVERIES_REPLAY, DROPPED_QUEUE_FULL
 from schema.context import Info, viewer_id
 from schema.enums import ActivityKind
 from schema.errors import slow_consumer
@@ -47,15 +48,18 @@ class Subscription:
             if after is not None:
                 async for activity, event in replay_log(wanted, last_id):
                     last_id = activity.pk
+                    DELIVERIES_REPLAY.inc()
                     yield ActivityType(activity=activity, loaded_event=event)
             while True:
                 try:
                     activity, event = await subscriber.next()
                 except SlowConsumerError:
+                    DROPPED_QUEUE_FULL.inc()
                     raise slow_consumer(encode_activity_cursor(last_id)) from None
                 if activity.pk <= last_id:
                     continue
                 last_id = activity.pk
+                DELIVERIES_LIVE.inc()  # executed and sent per subscriber on this path
                 yield ActivityType(activity=activity, loaded_event=event)
         finally:
             hub.unsubscribe(subscriber)

@@ -7,9 +7,11 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import logging
 from importlib import import_module
 from typing import Any
 
+import structlog
 from asgiref.sync import sync_to_async
 from channels.exceptions import StopConsumer
 from cross_web import HTTPException
@@ -28,6 +30,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from backend.logconfig import new_id, scope_log_context
+from backend.metrics import WEBSOCKETS_OPEN
 from schema.errors import GRAPHQL_VALIDATION_FAILED
 from schema.live_handler import SharedActivityTransportWSHandler
 from schema.schema import schema
@@ -35,6 +39,8 @@ from schema.ws_messages import MALFORMED_MESSAGE_CLOSE_CODE, malformed_reason
 from users.tokens import bearer_token, token_user
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+logger = logging.getLogger(__name__)
 
 
 class GraphQLView(AsyncGraphQLView):
@@ -207,16 +213,24 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         socket needs no channel, queue, receive task or Redis SUBSCRIBE of its own; and
         with one message source, each message is awaited directly instead of through a
         task per message.
+
+        Every line logged for this socket carries its ``connection_id`` (the server's,
+        under ``backend.server``): it is bound in this task's context, which the
+        handler's tasks inherit and no other connection sees.
         """
         self.scope = scope
         scope["user"] = ANONYMOUS_USER  # until connection_init says otherwise
         self.channel_layer = None
         self.base_send = send
+        connection_id = scope_log_context(scope).get("connection_id") or new_id()
+        structlog.contextvars.bind_contextvars(connection_id=connection_id)
+        WEBSOCKETS_OPEN.inc()
         try:
             with contextlib.suppress(StopConsumer):
                 while True:
                     await self.dispatch(await receive())
         finally:
+            WEBSOCKETS_OPEN.dec()
             if self.counted_user_id is not None:
                 SOCKETS_PER_USER.release(self.counted_user_id)
 
@@ -246,6 +260,14 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         return data if isinstance(data, dict) else super().decode_json(data)
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
+        """Authenticate ``connection_init``; then the socket's lines carry ``user_id``."""
+        result = await self._authenticate(context)
+        user = self.scope["user"]
+        structlog.contextvars.bind_contextvars(user_id=user.pk if user.is_authenticated else None)
+        logger.info("websocket_connection_init", extra={"subprotocol": self.protocol_name})
+        return result
+
+    async def _authenticate(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.get("connection_params") or {}
         header = params.get("authorization") or params.get("Authorization")
         if header is None:

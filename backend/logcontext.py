@@ -1,0 +1,53 @@
+"""django-structlog's request logging, keeping the request id Pulse's server gave.
+
+``request_started`` and ``request_finished`` lines, and every line logged while the
+request runs, carry its ``request_id`` (and ``user_id`` once known). Under
+``python -m backend.server`` the id is the one on the request's access-log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.http import HttpRequest, HttpResponse
+from django_structlog import signals
+from django_structlog.middlewares import RequestMiddleware
+
+from backend.logconfig import scope_log_context
+
+
+def bind_server_request_id(sender: Any, request: HttpRequest, **kwargs: Any) -> None:
+    """Use the server's request id (``backend.server``), when there is one."""
+    scope = getattr(request, "scope", None)
+    request_id = scope_log_context(scope).get("request_id") if scope is not None else None
+    if request_id:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+class RequestLogMiddleware(RequestMiddleware):
+    """django-structlog's ``RequestMiddleware`` with the server's request id, logging
+    the path without its query string (which may hold secrets)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        signals.bind_extra_request_metadata.connect(
+            bind_server_request_id, dispatch_uid="pulse.bind_server_request_id"
+        )
+
+    @staticmethod
+    def format_request(request: HttpRequest) -> str:
+        return f"{request.method} {request.path}"
+
+    def handle_response(self, request: HttpRequest, response: HttpResponse) -> None:
+        self.bind_user_id(request)
+        request._log_context = structlog.contextvars.get_contextvars()  # type: ignore[attr-defined]
+        super().handle_response(request, response)  # logs request_finished, clears the ids
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = await super().__acall__(request)
+        # Under ASGI the request has a task (and a context) of its own: keep its ids for
+        # the lines logged after this middleware (django.request's 4xx/5xx warnings,
+        # the access line).
+        structlog.contextvars.bind_contextvars(**getattr(request, "_log_context", {}))
+        return response

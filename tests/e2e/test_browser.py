@@ -1,0 +1,293 @@
+"""The live page and GraphiQL in a real browser (Debian's Chromium) against a real daphne.
+
+Playwright cannot download browsers here: it drives ``/usr/bin/chromium`` (``make
+system-deps`` installs it). A missing Chromium fails these tests; it never skips them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    WebSocket,
+    expect,
+    sync_playwright,
+)
+
+from tests.e2e.clients import http_gql, sign_up
+from tests.e2e.servers import ROOT, DaphneServer
+
+# The in-process channel layer is enough here: Redis fan-out has its own e2e tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("daphne", ["inmemory"], indirect=True)]
+
+CHROMIUM = os.environ.get("PULSE_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "correct horse 9 battery"  # the one tests.e2e.clients.sign_up uses
+TIMEOUT_MS = 15_000
+SUBSCRIPTION = "subscription { activity { kind message } }"
+POST = "mutation($s: String!) { createStatusChange(input: {status: $s}) { id } }"
+
+names = (f"browser{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium; fails (never skips) when it is not installed."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make system-deps` installs it")
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """A browser context recording every request, socket, failure and console error."""
+
+    def __init__(self, browser: Browser, base: str) -> None:
+        self.base = base
+        self.context: BrowserContext = browser.new_context()
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.urls: list[str] = []
+        self.problems: list[str] = []
+        self.frames_sent: list[dict[str, object]] = []
+        self.context.on("request", self._request)
+        self.context.on("requestfailed", self._failed)
+        self.context.on("response", self._response)
+        self.context.on("console", self._console)
+        self.context.on("weberror", lambda error: self.problems.append(f"error: {error.error}"))
+
+    def _request(self, request: Request) -> None:
+        self.urls.append(request.url)
+
+    def _failed(self, request: Request) -> None:
+        self.problems.append(f"failed: {request.url} ({request.failure})")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text}")
+
+    def _socket(self, socket: WebSocket) -> None:
+        self.urls.append(socket.url)
+        socket.on("framesent", self._frame_sent)
+
+    def _frame_sent(self, payload: str | bytes) -> None:
+        self.frames_sent.append(json.loads(payload))
+
+    def open(self, path: str) -> Page:
+        page = self.context.new_page()
+        page.on("websocket", self._socket)
+        page.goto(self.base + path)
+        return page
+
+    def assert_only_own_origin(self) -> None:
+        socket_base = self.base.replace("http", "ws", 1)
+        foreign = [
+            url for url in self.urls if not url.startswith((self.base + "/", socket_base + "/"))
+        ]
+        assert self.urls and not foreign, foreign
+
+    def assert_clean(self) -> None:
+        self.assert_only_own_origin()
+        assert self.problems == []
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser: Browser, server: str) -> Iterator[list[Watched]]:
+    """Opened browser contexts, closed after the test."""
+    opened: list[Watched] = []
+    yield opened
+    for context in opened:
+        print("browser problems:", context.problems)  # shown when the test failed
+        context.close()
+
+
+def new_context(watched: list[Watched], browser: Browser, server: str) -> Watched:
+    context = Watched(browser, server)
+    watched.append(context)
+    return context
+
+
+def expect_live(page: Page) -> None:
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def sign_in(page: Page, username: str) -> None:
+    form = page.locator("#sign-in-form")
+    form.get_by_label("Username").fill(username)
+    form.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#viewer-name")).to_have_text(username)
+    expect_live(page)
+
+
+def sign_up_on_page(page: Page, username: str) -> None:
+    page.get_by_text("New here? Create an account").click()
+    form = page.locator("#sign-up-form")
+    form.get_by_label("Username").fill(username)
+    form.get_by_label("Email").fill(f"{username}@example.com")
+    form.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account and sign in").click()
+    expect(page.locator("#viewer-name")).to_have_text(username)
+    expect_live(page)
+
+
+def post(page: Page, text: str, *, visibility: str = "PUBLIC", kind: str = "Status") -> None:
+    page.get_by_role("radio", name=kind).check()
+    expect(page.locator("#post-text-label")).to_have_text(kind)
+    page.locator("#post-text").fill(text)
+    page.get_by_label("Visibility").select_option(visibility)
+    page.get_by_role("button", name="Post", exact=True).click()
+    expect(page.locator("#post-message")).to_have_text("Posted.")
+
+
+def test_a_post_on_the_page_appears_live_in_another_browser(
+    browser: Browser, server: str, watched: list[Watched]
+) -> None:
+    alice, bob = next(names), next(names)
+    sign_up(server, alice)  # over HTTP; bob signs up on the page
+    reader = new_context(watched, browser, server)
+    writer = new_context(watched, browser, server)
+    alice_page = reader.open("/")
+    expect_live(alice_page)
+    sign_in(alice_page, alice)
+    bob_page = writer.open("/")
+    sign_up_on_page(bob_page, bob)
+
+    hostile = "<img src=x onerror=alert(1)> shipping v2"
+    post(bob_page, "secret plan", visibility="PRIVATE")
+    post(bob_page, hostile)
+
+    public = f"{bob} changed status to '{hostile}'"
+    alice_stream = alice_page.locator("#stream .activity-message")
+    expect(alice_stream.filter(has_text=public)).to_have_count(1)
+    expect(alice_stream.first).to_have_text(public)  # newest on top
+    assert alice_page.locator("#stream img").count() == 0  # user text stays text
+    assert "secret plan" not in alice_page.locator("#stream").inner_text()
+
+    bob_items = bob_page.locator("#stream .activity")
+    expect(bob_items.filter(has_text="secret plan").locator(".badge.private")).to_have_count(1)
+    expect(bob_items.first).to_contain_text(public)
+
+    # Alice replies to bob's status; the comment reaches bob's stream live.
+    alice_page.get_by_role("button", name=f"Reply to: {public}").click()
+    expect(alice_page.locator("#reply-text")).to_have_text(public)
+    post(alice_page, "congrats!", kind="Comment")
+    expect(bob_page.locator("#stream .activity-message").first).to_have_text(
+        f"{alice} commented 'congrats!'"
+    )
+
+    for context in (reader, writer):
+        context.assert_clean()
+
+
+def test_graphiql_runs_a_subscription_with_local_assets_only(
+    browser: Browser, server: str, watched: list[Watched]
+) -> None:
+    author = next(names)
+    sign_up(server, author)
+    ide = new_context(watched, browser, server)
+    page = ide.open("/graphql/")  # a navigation: Accept names text/html
+    expect(page.locator(".graphiql-container")).to_be_visible()
+    editor = page.locator(".graphiql-query-editor .CodeMirror")
+    expect(editor).to_be_visible()
+
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(SUBSCRIPTION)
+    # GraphiQL re-reads the operation name 100 ms after an edit (its default query names
+    # one); it stores the query at that moment, so wait for that before running.
+    page.wait_for_function(
+        "query => window.localStorage.getItem('graphiql:query') === query", arg=SUBSCRIPTION
+    )
+    with page.expect_websocket() as opened:
+        page.locator(".graphiql-execute-button").click()
+    if not any(frame.get("type") == "subscribe" for frame in ide.frames_sent):
+        opened.value.wait_for_event(
+            "framesent", lambda payload: json.loads(payload).get("type") == "subscribe"
+        )
+
+    poster = new_context(watched, browser, server)
+    poster_page = poster.open("/")
+    sign_in(poster_page, author)
+    result = page.locator(".graphiql-response")
+    # The subscription is live only, and its `subscribe` frame may still be on its way
+    # to the server: post again (a bounded number of times) until one arrives.
+    for attempt in range(5):
+        post(poster_page, f"hello from the page {attempt}")
+        try:
+            expect(result).to_contain_text(f"hello from the page {attempt}", timeout=3_000)
+            break
+        except AssertionError:
+            continue
+    else:
+        pytest.fail("GraphiQL's subscription received none of the posts")
+    expect(result).to_contain_text('"kind": "STATUS_CHANGE"')
+
+    for context in (ide, poster):
+        context.assert_clean()
+
+
+def write_status_offline(daphne: DaphneServer, username: str, status: str) -> None:
+    """Post straight to the database while the server is down (a write it will replay)."""
+    code = (
+        "from django.contrib.auth.models import User; from events import services; "
+        f"services.status_change_create(actor=User.objects.get(username={username!r}), "
+        f"status={status!r}, visibility='PUBLIC')"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=daphne.env, check=True
+    )
+
+
+def test_the_stream_resumes_from_its_last_cursor_after_a_server_restart(
+    browser: Browser, daphne: DaphneServer, server: str, watched: list[Watched]
+) -> None:
+    author = next(names)
+    token = sign_up(server, author)
+    viewer = new_context(watched, browser, server)
+    page = viewer.open("/")
+    expect_live(page)
+    http_gql(server, POST, {"s": "before the restart"}, token)
+    before = page.locator("#stream .activity").filter(has_text="before the restart")
+    expect(before).to_have_count(1)
+    last_cursor = before.get_attribute("data-cursor")
+
+    daphne.stop()
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    write_status_offline(daphne, author, "while the server was down")
+    daphne.start()
+
+    expect_live(page)
+    http_gql(server, POST, {"s": "after the restart"}, token)
+    messages = page.locator("#stream .activity-message")
+    expect(messages.first).to_have_text(f"{author} changed status to 'after the restart'")
+    for status in ("before the restart", "while the server was down", "after the restart"):
+        expect(messages.filter(has_text=f"'{status}'")).to_have_count(1)
+
+    subscribes = [frame for frame in viewer.frames_sent if frame.get("type") == "subscribe"]
+    assert len(subscribes) == 2, subscribes
+    assert subscribes[-1]["payload"]["variables"] == {"after": last_cursor}  # type: ignore[index]
+    # Refused connections while the server was down are expected console errors here.
+    viewer.assert_only_own_origin()

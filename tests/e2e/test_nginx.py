@@ -1,0 +1,120 @@
+"""The deployment guide's nginx in front of two daphne processes sharing Redis.
+
+``deploy/nginx.conf`` is used as written, with only what a test cannot have swapped out:
+loopback ports instead of 80/443 and no TLS certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.servers import LOOPBACK, ROOT, daphne_server, free_port, new_database, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SITE = ROOT / "deploy" / "nginx.conf"
+POST = "mutation($s: String!) { createStatusChange(input: {status: $s}) { id } }"
+LIVE = "subscription { activity(kinds: [STATUS_CHANGE]) { message } }"
+
+
+def site_for_test(upstream_ports: list[int], https_port: int, http_port: int) -> str:
+    """``deploy/nginx.conf`` on loopback ports, without TLS."""
+    site = SITE.read_text()
+    site = re.sub(r"server 127\.0\.0\.1:800\d;\n", "", site)
+    servers = "".join(f"    server {LOOPBACK}:{port};\n" for port in upstream_ports)
+    site = site.replace("    least_conn;\n", "    least_conn;\n" + servers)
+    site = site.replace("listen 80;", f"listen {LOOPBACK}:{http_port};")
+    site = site.replace("listen 443 ssl;", f"listen {LOOPBACK}:{https_port};")
+    site = re.sub(r"\n\s*(http2 on|ssl_certificate(_key)?\s[^;]*);", "", site)
+    return site
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[str, str]]:
+    """``(https_base, http_base)``: nginx balancing over two daphne processes."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(binary).exists(), "nginx is missing: run `make system-deps`"
+    workdir = tmp_path_factory.mktemp("nginx")
+    database = new_database(os.environ.get("DATABASE_URL", ""), "pulse_nginx", workdir)
+    env = {"REDIS_URL": redis_url}
+    with (
+        daphne_server(workdir, database, env) as first,
+        daphne_server(workdir, database, env) as second,
+    ):
+        https_port, http_port = free_port(), free_port()
+        (workdir / "pulse.conf").write_text(
+            site_for_test([first.port, second.port], https_port, http_port)
+        )
+        (workdir / "nginx.conf").write_text(
+            f"user root;\nworker_processes 1;\nerror_log {workdir}/error.log;\n"
+            f"pid {workdir}/nginx.pid;\nevents {{ worker_connections 1024; }}\n"
+            f"http {{\n  access_log off;\n  client_body_temp_path {workdir}/body;\n"
+            f"  proxy_temp_path {workdir}/proxy;\n  include {workdir}/pulse.conf;\n}}\n"
+        )
+        process = subprocess.Popen(
+            [binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-g", "daemon off;"]
+        )
+        https_base = f"http://{LOOPBACK}:{https_port}"
+        try:
+            wait_until(lambda: status_of(https_base + "/healthz") == 200, 20, "nginx")
+            yield https_base, f"http://{LOOPBACK}:{http_port}"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def status_of(url: str) -> int | None:
+    """The HTTP status of a GET (redirects not followed), or None when nothing answers."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+async def test_subscribers_through_nginx_get_writes_made_through_nginx(
+    nginx: tuple[str, str],
+) -> None:
+    base, _ = nginx
+    token = await asyncio.to_thread(sign_up, base, "behind_nginx")
+    # least_conn spreads the sockets over both processes.
+    sockets = [await WSClient.open(base, TRANSPORT_WS) for _ in range(4)]
+    for socket in sockets:
+        await socket.subscribe("live", LIVE)
+    await asyncio.sleep(0.3)
+    for n in range(3):
+        posted = await ahttp_gql(base, POST, {"s": f"via nginx {n}"}, token)
+        assert "errors" not in posted, posted
+    for socket in sockets:
+        messages = [(await socket.next_data())["activity"]["message"] for _ in range(3)]
+        assert messages == [f"behind_nginx changed status to 'via nginx {n}'" for n in range(3)]
+        await socket.close()
+
+
+def test_plain_http_redirects_and_metrics_are_not_public(nginx: tuple[str, str]) -> None:
+    base, plain = nginx
+    assert status_of(plain + "/graphql/") == 301
+    assert status_of(base + "/metrics") == 403
+    assert status_of(base + "/readyz") == 200
+    with urllib.request.urlopen(base + "/readyz", timeout=5) as response:  # noqa: S310
+        assert json.loads(response.read())["checks"] == {"database": "ok", "channel_layer": "ok"}
