@@ -67,6 +67,11 @@ def latest_activity_id() -> int:
     return Activity.objects.aggregate(latest=Max("id"))["latest"] or 0
 
 
+def activity_count_after(*, after_id: int) -> int:
+    """How many activities were logged after ``after_id`` (ids may have gaps)."""
+    return Activity.objects.filter(id__gt=after_id).count()
+
+
 def recent_activities_start(*, viewer_id: int | None, count: int) -> int:
     """The id after which the ``count`` newest activities ``viewer_id`` may see come (or 0)."""
     ids = (

@@ -82,7 +82,7 @@ class Command(BaseCommand):
 
         comments = sum(isinstance(event, Comment) for event in events)
         private = sum(event.visibility == Visibility.PRIVATE for event in events)
-        activities = selectors.latest_activity_id() - last_activity_before
+        activities = selectors.activity_count_after(after_id=last_activity_before)
         self.stdout.write(
             f"Created {_plural(len(people), 'user')}, "
             f"{_plural(len(events) - comments, 'status change')} and "
