@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from events import selectors
@@ -34,7 +34,7 @@ async def replay_log(wanted: ActivityFilter, after_id: int) -> AsyncIterator[Act
     """Every activity after ``after_id`` that ``wanted`` accepts, oldest first, in batches."""
     batch_size = settings.PULSE_REPLAY_BATCH_SIZE
     while True:
-        rows = await sync_to_async(selectors.activities_after)(
+        rows = await database_sync_to_async(selectors.activities_after)(
             viewer_id=wanted.viewer_id,
             after_id=after_id,
             limit=batch_size,

@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -136,7 +136,9 @@ class ActivityHub:
         while True:
             try:
                 if not self._ready.is_set():
-                    self._delivered_id = await sync_to_async(selectors.latest_activity_id)()
+                    self._delivered_id = await database_sync_to_async(
+                        selectors.latest_activity_id
+                    )()
                 channel = await layer.new_channel("pulse.hub.")
                 await layer.group_add(ACTIVITY_GROUP, channel)
                 self._ready.set()
@@ -206,12 +208,12 @@ class ActivityHub:
     async def catch_up(self) -> None:
         """Deliver every activity after the last delivered one to local subscribers."""
         if not self.subscriber_count:
-            latest = await sync_to_async(selectors.latest_activity_id)()
+            latest = await database_sync_to_async(selectors.latest_activity_id)()
             self._delivered_id = max(self._delivered_id, latest)
             self._published_at.clear()
             return
         while True:
-            rows = await sync_to_async(selectors.log_after)(
+            rows = await database_sync_to_async(selectors.log_after)(
                 after_id=self._delivered_id, limit=settings.PULSE_REPLAY_BATCH_SIZE
             )
             for activity, event in rows:

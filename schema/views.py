@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from cross_web import HTTPException
 from django.conf import settings
@@ -272,12 +273,12 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         header = params.get("authorization") or params.get("Authorization")
         if header is None:
             if session_key := handshake_session_key(self.scope):
-                self.scope["user"] = await sync_to_async(session_user)(session_key)
+                self.scope["user"] = await database_sync_to_async(session_user)(session_key)
             if self.scope["user"].is_authenticated:
                 return await self._claim_socket(self.scope["user"].pk, context)
             return await super().on_ws_connect(context)
         token = bearer_token(header) if isinstance(header, str) else None
-        user = await sync_to_async(token_user)(token=token) if token else None
+        user = await database_sync_to_async(token_user)(token=token) if token else None
         if user is None:
             if await self.pick_websocket_subprotocol(self) == GRAPHQL_WS_PROTOCOL:
                 # The legacy protocol would close with 1011; the contract says 4403.

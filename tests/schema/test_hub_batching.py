@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.test import override_settings
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_a_stream_of_activities_is_fanned_out_in_batches(
     make_user: Callable[..., User],
 ) -> None:
-    alice = await sync_to_async(make_user)("alice")
+    alice = await database_sync_to_async(make_user)("alice")
     hub = get_hub()
     batches: list[int] = []
     deliver = hub.fanout.deliver
@@ -47,7 +47,7 @@ async def test_a_stream_of_activities_is_fanned_out_in_batches(
     )
     await hub.subscribe_shared(subscription)
     try:
-        post = sync_to_async(services.status_change_create)
+        post = database_sync_to_async(services.status_change_create)
         await post(actor=alice, status="alone", visibility=Visibility.PUBLIC)
         async with asyncio.timeout(5):
             while len(received) < 1:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.db.backends.utils import CursorWrapper
 from graphql import parse
@@ -93,7 +93,7 @@ async def fan_out(subscribers: int, viewers: list[int | None]) -> tuple[SharedFa
                 live=True,
             )
         )
-    rows = await sync_to_async(selectors.log_after)(after_id=0, limit=100)
+    rows = await database_sync_to_async(selectors.log_after)(after_id=0, limit=100)
     queries = count_queries()
     with queries:
         await fanout.deliver(rows[:1])
@@ -104,9 +104,12 @@ async def fan_out(subscribers: int, viewers: list[int | None]) -> tuple[SharedFa
 async def test_executions_and_queries_do_not_grow_with_subscribers(
     make_user: Callable[..., User],
 ) -> None:
-    alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
-    await sync_to_async(StatusChange.objects.create)(actor=alice, status="hello world")
-    await sync_to_async(StatusChange.objects.create)(
+    alice, bob = (
+        await database_sync_to_async(make_user)("alice"),
+        await database_sync_to_async(make_user)("bob"),
+    )
+    await database_sync_to_async(StatusChange.objects.create)(actor=alice, status="hello world")
+    await database_sync_to_async(StatusChange.objects.create)(
         actor=alice, status="secret plan", visibility=Visibility.PRIVATE
     )
     viewers = [None, bob.pk, alice.pk]
