@@ -15,12 +15,14 @@ import contextvars
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError, connection
 
 from backend.metrics import SUBSCRIPTIONS_ACTIVE, record_lag
 from events import selectors
@@ -33,7 +35,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 RETRY_SECONDS = (0.5, 1, 2, 5)
+
+
+async def read_log(read: Callable[..., T], **kwargs: Any) -> T:
+    """Run a log read on the database thread, keeping the listener's connection.
+
+    Unlike channels' ``database_sync_to_async``, the connection is kept between reads
+    (reconnecting for each batch cost a connect per batch and tripled p99 latency at
+    10,000 subscribers); after a database error it is closed, so the next read, after
+    the listener's retry delay, gets a fresh one (a restarted database is recovered).
+    """
+    return await sync_to_async(_read_or_reset)(read, kwargs)
+
+
+def _read_or_reset(read: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    try:
+        return read(**kwargs)
+    except DatabaseError:
+        connection.close()
+        raise
+
+
 POLL_SECONDS = 5.0  # safety net for lost notifications
 PUBLISHED_AT_LIMIT = 10_000  # publish times held for activities not yet delivered
 
@@ -136,9 +161,7 @@ class ActivityHub:
         while True:
             try:
                 if not self._ready.is_set():
-                    self._delivered_id = await database_sync_to_async(
-                        selectors.latest_activity_id
-                    )()
+                    self._delivered_id = await read_log(selectors.latest_activity_id)
                 channel = await layer.new_channel("pulse.hub.")
                 await layer.group_add(ACTIVITY_GROUP, channel)
                 self._ready.set()
@@ -208,13 +231,15 @@ class ActivityHub:
     async def catch_up(self) -> None:
         """Deliver every activity after the last delivered one to local subscribers."""
         if not self.subscriber_count:
-            latest = await database_sync_to_async(selectors.latest_activity_id)()
+            latest = await read_log(selectors.latest_activity_id)
             self._delivered_id = max(self._delivered_id, latest)
             self._published_at.clear()
             return
         while True:
-            rows = await database_sync_to_async(selectors.log_after)(
-                after_id=self._delivered_id, limit=settings.PULSE_REPLAY_BATCH_SIZE
+            rows = await read_log(
+                selectors.log_after,
+                after_id=self._delivered_id,
+                limit=settings.PULSE_REPLAY_BATCH_SIZE,
             )
             for activity, event in rows:
                 for subscriber in list(self._subscribers):

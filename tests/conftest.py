@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import connections
 from django.test import Client
 
 from events import services
@@ -72,3 +74,14 @@ def empty_cache() -> Iterator[None]:
     """Each test starts with no login-throttling counts (Django's cache is per process)."""
     cache.clear()
     yield
+
+
+@pytest.fixture
+async def close_worker_connections() -> AsyncIterator[None]:
+    """Close the database connections of ``sync_to_async``'s worker thread afterwards.
+
+    The hub's listener keeps its connection open between reads; PostgreSQL cannot drop
+    the test database while that session is open.
+    """
+    yield
+    await sync_to_async(connections.close_all)()

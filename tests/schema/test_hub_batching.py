@@ -16,7 +16,10 @@ from schema.hub import get_hub
 from schema.live import SharedSubscription
 from tests.schema.test_shared_execution import SHAPES, make_shape
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_worker_connections"),
+]
 
 
 @override_settings(PULSE_FANOUT_WINDOW_SECONDS=0.3)

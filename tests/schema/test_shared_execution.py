@@ -19,7 +19,10 @@ from schema.live import Shape, SharedFanout, SharedSubscription
 from schema.schema import schema
 from tests.helpers import split_text_frames
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("close_worker_connections"),
+]
 
 FULL = """subscription Full { activity {
   cursor kind verb message actor { username email profile { bio } }
