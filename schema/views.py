@@ -241,13 +241,13 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             return  # closing already; what else the client sends is ignored
         if self.protocol_name is None:
             self.protocol_name = await self.pick_websocket_subprotocol(self) or ""
-        try:
-            message = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            reason: str | None = "Message must be valid JSON"
-        else:
-            if text_data is None:
-                reason = "Message must be text"
+        message: Any = None
+        reason: str | None = "Message must be text"
+        if text_data is not None:
+            try:
+                message = json.loads(text_data)
+            except ValueError:
+                reason = "Message must be valid JSON"
             else:
                 reason = malformed_reason(message, self.protocol_name)
         if reason is not None:
@@ -280,7 +280,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         token = bearer_token(header) if isinstance(header, str) else None
         user = await database_sync_to_async(token_user)(token=token) if token else None
         if user is None:
-            if await self.pick_websocket_subprotocol(self) == GRAPHQL_WS_PROTOCOL:
+            if self.protocol_name == GRAPHQL_WS_PROTOCOL:  # set by receive()
                 # The legacy protocol would close with 1011; the contract says 4403.
                 await self.close(code=INVALID_TOKEN_CLOSE_CODE)
             raise ConnectionRejectionError({"message": "Invalid or expired token."})
