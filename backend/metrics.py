@@ -14,6 +14,8 @@ observation per activity and process.
   ``live`` (the fan-out) or ``replay`` (the log after a subscription's ``after`` cursor).
 - ``pulse_slow_consumer_drops_total{reason}``: ``unsent_bytes`` (socket closed with 1013,
   ``backend.server``) or ``queue_full`` (subscription ended with ``SLOW_CONSUMER``).
+- ``pulse_subscriber_faults_total{reason}``: live subscribers ended alone by a fault
+  (``write``, ``gone``, ``execution``, ``adapter``); everyone else kept receiving.
 - ``pulse_delivery_lag_seconds``: from an activity's publication (its commit) to the
   moment this process's fan-out has written it to every local subscriber.
 - ``pulse_http_requests_total{method,route,status}`` and
@@ -68,6 +70,13 @@ SLOW_CONSUMER_DROPS = Counter(
 )
 DROPPED_UNSENT_BYTES = SLOW_CONSUMER_DROPS.labels(reason="unsent_bytes")
 DROPPED_QUEUE_FULL = SLOW_CONSUMER_DROPS.labels(reason="queue_full")
+SUBSCRIBER_FAULTS = Counter(
+    "pulse_subscriber_faults",
+    "Live subscribers ended alone by a fault: write (sending raised), gone (connection "
+    "closed under it), execution (its shape's execution raised) or adapter (its "
+    "protocol adapter failed).",
+    ["reason"],
+)
 DELIVERY_LAG = Histogram(
     "pulse_delivery_lag_seconds",
     "From an activity's publication (commit) to this process's fan-out having written it.",

@@ -57,6 +57,11 @@ def slow_consumer(last_cursor: str) -> PulseError:
     )
 
 
+def internal_error() -> PulseError:
+    """What a client is told when the server failed it (the details are only logged)."""
+    return PulseError("Internal server error.", INTERNAL)
+
+
 def not_found(message: str = "Not found.") -> PulseError:
     return PulseError(message, NOT_FOUND)
 

@@ -6,12 +6,11 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from schema import events, graphql_core_fix, strings, users
+from schema import events, strings, users
 from schema.errors import CodedErrors
 from schema.limits import limit_extensions
 from schema.subscriptions import Subscription
 
-graphql_core_fix.apply()
 strings.apply()
 
 Query = merge_types("Query", (users.Query, events.Query))

@@ -34,7 +34,8 @@ from strawberry.types.unset import UnsetType
 from backend.logconfig import new_id, scope_log_context
 from backend.metrics import WEBSOCKETS_OPEN
 from schema.errors import GRAPHQL_VALIDATION_FAILED
-from schema.live_handler import SharedActivityTransportWSHandler
+from schema.live.graphql_transport_ws import GraphQLTransportWSAdapter
+from schema.live.graphql_ws import GraphQLWSAdapter
 from schema.schema import schema
 from schema.ws_messages import MALFORMED_MESSAGE_CLOSE_CODE, malformed_reason
 from users.tokens import bearer_token, token_user
@@ -194,11 +195,12 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
     the user of the handshake's session cookie, else anonymous (resolved here, once, so
     the socket keeps no session middleware, scope copies or lazy objects). strawberry
     refuses cross-origin handshakes from origins not in ``CSRF_TRUSTED_ORIGINS`` before
-    any of this runs. ``activity`` subscriptions over graphql-transport-ws run once per
-    shape (``schema.live``), not once per subscriber.
+    any of this runs. Every operation runs on the live engine (``schema.live``), through
+    the adapter of the socket's subprotocol.
     """
 
-    graphql_transport_ws_handler_class = SharedActivityTransportWSHandler
+    graphql_transport_ws_handler_class = GraphQLTransportWSAdapter
+    graphql_ws_handler_class = GraphQLWSAdapter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -17,11 +17,11 @@ from structlog.stdlib import ProcessorFormatter
 
 from asgi import application
 from backend import logconfig
-from schema.hub import get_hub
-from schema.live import SharedSubscription
+from schema.live.engine import get_engine
+from schema.schema import schema
 from tests.backend.test_metrics import asgi_get
 from tests.backend.test_production_settings import run_django
-from tests.schema.test_shared_execution import SHAPES, make_shape
+from tests.schema.live_sinks import SMALL, RecordingSink, subscribe
 
 JsonLines = Callable[[], list[dict[str, Any]]]
 
@@ -129,30 +129,26 @@ async def test_each_socket_logs_with_its_own_connection_id(json_lines: JsonLines
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_hub_does_not_inherit_its_first_subscribers_context() -> None:
-    hub = get_hub()
+async def test_the_log_listener_does_not_inherit_its_first_subscribers_context() -> None:
+    engine = get_engine(schema)
+    listener = engine.listener
     seen: list[dict[str, Any]] = []
-    catch_up = hub.catch_up
+    catch_up = listener.catch_up
 
     async def recording() -> None:
         seen.append(structlog.contextvars.get_contextvars())
         await catch_up()
 
-    hub.catch_up = recording  # type: ignore[method-assign]
-    subscription = SharedSubscription(
-        shape=make_shape(*SHAPES[2]),
-        viewer_id=None,
-        frame_prefix=b'{"id":"1","payload":',
-        send_text=lambda text: asyncio.sleep(0),
-    )
+    listener.catch_up = recording  # type: ignore[method-assign]
     with structlog.contextvars.bound_contextvars(connection_id="first", user_id=1):
-        await hub.subscribe_shared(subscription)  # starts the hub's tasks
+        subscriber = await subscribe(engine, RecordingSink(), SMALL)  # starts the listener
     try:
         async with asyncio.timeout(5):
             while not seen:
                 await asyncio.sleep(0.01)
     finally:
-        hub.unsubscribe_shared(subscription)
+        assert subscriber is not None
+        engine.end(subscriber)
     assert seen[0] == {}
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client, override_settings
@@ -22,11 +20,11 @@ from backend import metrics
 from backend.server import PulseWebSocketProtocol
 from events import selectors, services
 from events.models import Visibility
-from schema.hub import get_hub
-from schema.live import SharedFanout, SharedSubscription
+from schema.live.engine import get_engine
+from schema.schema import schema
 from tests.helpers import gql
-from tests.schema.test_live_handler import Socket, eventually, post
-from tests.schema.test_shared_execution import SHAPES, make_shape
+from tests.schema.live_sinks import SMALL, RecordingSink, subscribe
+from tests.schema.test_live_adapters import Socket, eventually, post
 
 PULSE_METRICS = {
     "pulse_websockets_open",
@@ -141,49 +139,39 @@ def test_http_requests_are_counted_by_method_route_and_status(client: Client) ->
     assert value("pulse_http_request_duration_seconds_count", method="GET", route="healthz") > 0
 
 
-def live_subscription(sink: list[bytes], **fields: Any) -> SharedSubscription:
-    return SharedSubscription(
-        shape=fields.pop("shape"),
-        viewer_id=None,
-        frame_prefix=b'{"id":"1","type":"next","payload":',
-        send_text=mock.AsyncMock(),
-        write_frames=sink.append,
-        **fields,
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_a_fan_out_to_n_subscribers_counts_n_deliveries_in_one_increment(
     make_user: Callable[..., User],
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
-    await post(alice, "hello")
-    rows = await sync_to_async(selectors.log_after)(after_id=0, limit=10)
-    shape = make_shape(*SHAPES[2])
-    fanout, sink = SharedFanout(), list[bytes]()
+    engine = get_engine(schema)
     n = 300  # more than one FANOUT_SLICE
-    for _ in range(n):
-        fanout.add(live_subscription(sink, shape=shape, live=True))
-    replaying = live_subscription(sink, shape=shape)  # not live yet: queued, not written
-    fanout.add(replaying)
-
+    sinks = [RecordingSink() for _ in range(n)]
+    for sink in sinks:
+        await subscribe(engine, sink, SMALL)
     before = value("pulse_deliveries_total", phase="live")
     with mock.patch.object(
         metrics.DELIVERIES_LIVE, "inc", wraps=metrics.DELIVERIES_LIVE.inc
     ) as inc:
-        await fanout.deliver(rows[-1:])
-        await fanout.deliver(rows[-1:])  # already sent: nothing is written twice
-    assert len(sink) == n
+        await post(alice, "hello")
+        await eventually(lambda: all(sink.positions for sink in sinks))
+        rows = await sync_to_async(selectors.log_after)(after_id=0, limit=10)
+        await engine.deliver(rows[-1:])  # already sent: nothing is written twice
+    assert all(len(sink.positions) == 1 for sink in sinks)
     assert value("pulse_deliveries_total", phase="live") == before + n
     assert inc.call_count == 1  # once per batch, never once per socket
+    for sink in sinks:
+        engine.end(engine_subscriber(engine, sink))
 
-    # A batch of two activities: each subscriber gets two messages in one write.
-    before = value("pulse_deliveries_total", phase="live")
-    fresh = live_subscription(sink, shape=shape, live=True)
-    fanout.add(fresh)
-    await fanout.deliver(rows)
-    assert value("pulse_deliveries_total", phase="live") == before + len(rows)
-    assert replaying.pending  # queued for after its replay, and not counted as delivered
+
+def engine_subscriber(engine: Any, sink: RecordingSink) -> Any:
+    """The engine's subscriber whose sink is ``sink``."""
+    for shape in engine.shapes.values():
+        for group in shape.viewers.values():
+            for subscriber in group:
+                if subscriber.sink is sink:
+                    return subscriber
+    raise LookupError(sink)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -192,26 +180,24 @@ async def test_lag_is_observed_once_per_activity_not_per_subscriber(
     make_user: Callable[..., User],
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
-    hub = get_hub()
-    sink: list[bytes] = []
-    shape = make_shape(*SHAPES[2])
+    engine = get_engine(schema)
     active = value("pulse_subscriptions_active")
-    subscriptions = [live_subscription(sink, shape=shape, live=True) for _ in range(5)]
-    for subscription in subscriptions:
-        await hub.subscribe_shared(subscription)
+    sinks = [RecordingSink() for _ in range(5)]
+    subscribers = [await subscribe(engine, sink, SMALL) for sink in sinks]
     try:
         assert value("pulse_subscriptions_active") == active + 5
         count = value("pulse_delivery_lag_seconds_count")
         total = value("pulse_delivery_lag_seconds_sum")
         await post(alice, "one")
-        await eventually(lambda: len(sink) == 5)
+        await eventually(lambda: all(sink.positions for sink in sinks))
         await eventually(lambda: value("pulse_delivery_lag_seconds_count") == count + 1)
         lag = value("pulse_delivery_lag_seconds_sum") - total
         assert 0 < lag < 5
-        assert hub._published_at == {}  # the publish time was used and forgotten
+        assert engine.listener._published_at == {}  # the publish time was used and forgotten
     finally:
-        for subscription in subscriptions:
-            hub.unsubscribe_shared(subscription)
+        for subscriber in subscribers:
+            if subscriber is not None:
+                engine.end(subscriber)
     assert value("pulse_subscriptions_active") == active
 
 
@@ -236,33 +222,31 @@ async def test_open_sockets_and_subscriptions_rise_and_fall() -> None:
 async def test_a_full_queue_is_counted_as_a_slow_consumer_drop(
     make_user: Callable[..., User],
 ) -> None:
+    """Live items queue (bounded) while a subscriber's replay is still being written."""
     alice = await sync_to_async(make_user)("alice")
+    await post(alice, "old")
+    engine = get_engine(schema)
     before = value("pulse_slow_consumer_drops_total", reason="queue_full")
-    socket = Socket()  # the legacy protocol: one bounded queue per subscription
-    socket.communicator = WebsocketCommunicator(
-        application, "/graphql/", subprotocols=["graphql-ws"]
-    )
-    await socket.open()
-    try:
-        query = "subscription { activity(kinds: [STATUS_CHANGE]) { cursor } }"
-        await socket.send({"id": "1", "type": "start", "payload": {"query": query}})
-        await eventually(lambda: get_hub().subscriber_count == 1)
+    release = asyncio.Event()
 
-        def burst() -> None:  # three activities committed at once: one batch of three
-            with transaction.atomic():
-                for n in range(3):
-                    services.status_change_create(
-                        actor=alice, status=f"burst {n}", visibility=Visibility.PUBLIC
-                    )
+    class StalledReplay(RecordingSink):
+        async def write(self, encoded: Any) -> None:
+            await release.wait()  # the replay's write waits while live activities come
+            await super().write(encoded)
 
-        await sync_to_async(burst)()
-        messages = [await socket.receive() for _ in range(2)]
-        assert messages[-1]["type"] == "error" or any(
-            "SLOW_CONSUMER" in json.dumps(m) for m in messages
-        ), messages
-        assert value("pulse_slow_consumer_drops_total", reason="queue_full") == before + 1
-    finally:
-        await socket.close()
+    sink = StalledReplay()
+    query = "subscription($after: String) { activity(after: $after) { cursor } }"
+    opening = asyncio.create_task(subscribe(engine, sink, query, {"after": "YWN0aXZpdHk6MA=="}))
+    await eventually(lambda: engine.count == 1)
+    for n in range(3):
+        await post(alice, f"burst {n}")
+    latest = await sync_to_async(selectors.latest_activity_id)()
+    await eventually(lambda: engine.listener.delivered_id == latest)
+    release.set()
+    assert await opening is None  # ended, not live
+    assert sink.errors[0][0]["extensions"]["code"] == "SLOW_CONSUMER"
+    assert value("pulse_slow_consumer_drops_total", reason="queue_full") == before + 1
+    assert engine.count == 0
 
 
 def test_a_socket_closed_for_unsent_bytes_is_counted() -> None:

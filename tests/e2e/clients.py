@@ -84,7 +84,10 @@ class WSClient:
         """The next result's ``data``, skipping keep-alives; fails on errors."""
         while True:
             message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-            if message["type"] in {"ka", "ping", "pong"}:
+            if message["type"] == "ping":  # as the graphql-ws client does by itself
+                await self.ws.send(json.dumps({"type": "pong"}))
+                continue
+            if message["type"] in {"ka", "pong"}:
                 continue
             assert message["type"] in {"next", "data"}, message
             assert "errors" not in message["payload"], message
@@ -92,11 +95,19 @@ class WSClient:
             return data
 
     async def nothing_within(self, seconds: float) -> bool:
-        try:
-            message = await asyncio.wait_for(self.ws.recv(), seconds)
-        except TimeoutError:
-            return True
-        raise AssertionError(f"unexpected message {message!r}")
+        """No message but keep-alives (pings answered) for ``seconds``."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                message = await asyncio.wait_for(self.ws.recv(), left)
+            except TimeoutError:
+                return True
+            kind = json.loads(message).get("type")
+            if kind == "ping":
+                await self.ws.send(json.dumps({"type": "pong"}))
+            elif kind not in {"ka", "pong"}:
+                raise AssertionError(f"unexpected message {message!r}")
+        return True
 
     async def close(self) -> None:
         await self.ws.close()

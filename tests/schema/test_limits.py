@@ -11,8 +11,6 @@ from django.contrib.auth.models import User
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from schema.live_handler import parse_activity_subscription
-from schema.schema import schema
 from tests.e2e.servers import free_port
 from tests.helpers import PASSWORD, error_codes, gql
 
@@ -78,28 +76,6 @@ def test_introspection_is_not_refused_for_its_depth(client: Client, db: None) ->
         of_type = f"name ofType {{ {of_type} }}"
     body = gql(client, f"{{ __schema {{ types {{ fields {{ type {{ {of_type} }} }} }} }} }}")
     assert "errors" not in body
-
-
-def test_shared_subscriptions_obey_the_same_limits() -> None:
-    """The shared ``activity`` path refuses what strawberry's own path refuses."""
-    graphql_schema = schema._schema
-    limit = settings.PULSE_MAX_QUERY_DEPTH
-
-    def targets(depth: int) -> str:  # activity { event { target ... } }: depth + 2
-        selection = "id"
-        for _ in range(depth):
-            selection = f"... on Comment {{ target {{ {selection} }} }}"
-        return f"subscription {{ activity {{ event {{ {selection} }} }} }}"
-
-    assert parse_activity_subscription(graphql_schema, targets(limit - 2), None) is not None
-    assert parse_activity_subscription(graphql_schema, targets(limit - 1), None) is None
-    aliases = " ".join(f"a{n}: cursor" for n in range(settings.PULSE_MAX_ALIASES + 1))
-    too_many_aliases = "subscription { activity { " + aliases + " } }"
-    assert parse_activity_subscription(graphql_schema, too_many_aliases, None) is None
-    too_many_tokens = "subscription Live { activity { cursor } } " + document_of_tokens(
-        settings.PULSE_MAX_TOKENS
-    )
-    assert parse_activity_subscription(graphql_schema, too_many_tokens, "Live") is None
 
 
 class TestLoginThrottling:

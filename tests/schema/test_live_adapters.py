@@ -1,8 +1,8 @@
-"""The shared ``activity`` path over graphql-transport-ws, in process.
+"""The graphql-transport-ws adapter over the live engine, in process.
 
-A live shared subscription is only an entry in the hub's fan-out: these tests show it is
-removed by ``complete`` and by the socket closing, that its start-up task ends once it
-is live, and that subscribers differing only in ``after`` share one shape.
+A live subscription is only an entry in its shape: these tests show it is removed by
+``complete`` and by the socket closing, that its start-up task ends once it is live,
+and that subscribers differing only in ``after`` share one shape.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from django.contrib.auth.models import User
 from asgi import application
 from events import services
 from events.models import Visibility
-from schema.hub import get_hub
 from schema.ids import encode_activity_cursor
-from schema.live_handler import parse_activity_subscription
+from schema.live.engine import get_engine
 from schema.schema import schema
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,17 +83,17 @@ async def test_complete_and_close_leave_nothing_in_the_fan_out(
     socket: Socket, make_user: Callable[..., User]
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
-    hub = get_hub()
+    engine = get_engine(schema)
     await socket.subscribe("a")
     await socket.subscribe("b")
-    await eventually(lambda: hub.fanout.count == 2)
+    await eventually(lambda: engine.count == 2)
 
     await post(alice, "first")
     received = {(await socket.receive())["id"] for _ in range(2)}
     assert received == {"a", "b"}
 
     await socket.send({"id": "a", "type": "complete"})
-    await eventually(lambda: hub.fanout.count == 1)
+    await eventually(lambda: engine.count == 1)
     await post(alice, "second")
     frame = await socket.receive()
     assert frame["id"] == "b"
@@ -102,26 +101,26 @@ async def test_complete_and_close_leave_nothing_in_the_fan_out(
     assert await socket.communicator.receive_nothing(0.2)
 
     await socket.subscribe("a")  # the id is free again
-    await eventually(lambda: hub.fanout.count == 2)
+    await eventually(lambda: engine.count == 2)
     await socket.close()
-    await eventually(lambda: hub.fanout.count == 0)
-    assert hub.fanout.shapes == {}
+    await eventually(lambda: engine.count == 0)
+    assert engine.shapes == {}
 
 
 async def test_a_live_subscription_keeps_no_task(
     socket: Socket, make_user: Callable[..., User]
 ) -> None:
-    hub = get_hub()
+    engine = get_engine(schema)
     await socket.subscribe("1")
-    await eventually(lambda: hub.fanout.count == 1)
-    (shape,) = hub.fanout.shapes.values()
-    ((subscription,),) = shape.subscriptions.values()
+    await eventually(lambda: engine.count == 1)
+    (shape,) = engine.shapes.values()
+    ((subscription,),) = shape.viewers.values()
     await eventually(lambda: subscription.live)
     await asyncio.sleep(0)
     current = asyncio.current_task()
     others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     names = [t.get_coro().__qualname__ for t in others]  # type: ignore[union-attr]
-    assert not any("_start_shared" in name for name in names), names
+    assert not any("TransportWSOperation.run" in name for name in names), names
     assert subscription.pending is None
 
 
@@ -131,7 +130,7 @@ async def test_subscribers_differing_only_in_after_share_one_shape(
     alice = await sync_to_async(make_user)("alice")
     first = await post(alice, "one")
     await post(alice, "two")
-    hub = get_hub()
+    engine = get_engine(schema)
     from events.models import Activity
 
     first_id = await sync_to_async(
@@ -151,8 +150,8 @@ async def test_subscribers_differing_only_in_after_share_one_shape(
         ]
         assert [len(r) for r in replayed] == [2, 1]
         assert replayed[1][0].endswith("'two'")
-        await eventually(lambda: hub.fanout.count == 3)
-        assert len(hub.fanout.shapes) == 1
+        await eventually(lambda: engine.count == 3)
+        assert len(engine.shapes) == 1
 
         await post(alice, "three")
         for s in sockets:
@@ -164,14 +163,23 @@ async def test_subscribers_differing_only_in_after_share_one_shape(
             await s.close()
 
 
-def test_documents_are_parsed_once_and_after_is_only_left_out_when_it_feeds_activity() -> None:
-    graphql_schema = schema._schema
-    first = parse_activity_subscription(graphql_schema, STATUSES, None)
-    assert first is not None and first.after_variable == "after"
-    assert parse_activity_subscription(graphql_schema, STATUSES, None) is first
-    not_activity = parse_activity_subscription(graphql_schema, "query { __typename }", None)
-    assert not_activity is None
-    invalid = parse_activity_subscription(
-        graphql_schema, "subscription { activity { nope } }", None
-    )
-    assert invalid is None
+async def test_only_a_variable_feeding_after_alone_is_left_out_of_the_shape() -> None:
+    engine = get_engine(schema)
+    # The same document but for a comment naming $after: it may not share (a use the
+    # key cannot rule out costs sharing, never correctness).
+    mentioned = STATUSES.replace("{\n", "{ # resumes at $after\n", 1)
+    sockets = [await Socket().open() for _ in range(4)]
+    try:
+        for n, query in enumerate([STATUSES, STATUSES, mentioned, mentioned]):
+            payload = {"query": query, "variables": {"after": encode_activity_cursor(n)}}
+            await sockets[n].send({"id": "1", "type": "subscribe", "payload": payload})
+        await eventually(lambda: engine.count == 4)
+        sizes = sorted(
+            sum(len(group) for group in shape.viewers.values()) for shape in engine.shapes.values()
+        )
+        assert sizes == [1, 1, 2]
+    finally:
+        for s in sockets:
+            await s.close()
+    await eventually(lambda: engine.count == 0)
+    assert engine.shapes == {}
