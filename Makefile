@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres soak bench bench-smoke lint system-deps install migrate schema
+.PHONY: run test test-postgres soak bench bench-smoke lint system-deps install migrate schema js-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium nginx >/dev/null; \
 	fi
 
+# The real JavaScript clients the tests drive (graphql-sse, Apollo Client), from the lockfile.
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --silent
+
+js-deps: tests/js/node_modules/.package-lock.json
+
 migrate: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 
@@ -28,11 +34,11 @@ migrate: install
 run: migrate
 	DEBUG=$${DEBUG:-1} $(BIN)/python -m backend.server -b $(HOST) -p $(PORT) asgi:application
 
-test: install system-deps
+test: install system-deps js-deps
 	$(BIN)/pytest
 
 # The same suite on a throwaway PostgreSQL cluster (bin/with-postgres starts and removes it).
-test-postgres: install system-deps
+test-postgres: install system-deps js-deps
 	bin/with-postgres $(BIN)/pytest
 
 # Long fault scenarios (not in `make test`): 50,000 activities against a stalled reader.

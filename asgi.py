@@ -16,12 +16,17 @@ from django.urls import re_path  # noqa: E402
 
 from backend.body_limit import RequestBodyLimit  # noqa: E402
 from backend.metrics import with_metrics_endpoint  # noqa: E402
+from schema.live.http_routes import LiveHTTP  # noqa: E402
 from schema.views import websocket_consumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # /metrics (Prometheus) is answered before Django: see backend.metrics.
-        "http": with_metrics_endpoint(RequestBodyLimit(ASGIStaticFilesHandler(django_asgi_app))),
+        # SSE (/graphql/stream) and multipart subscriptions are served by the live
+        # engine's HTTP adapters (schema.live.http_routes), the rest by Django.
+        "http": with_metrics_endpoint(
+            RequestBodyLimit(LiveHTTP(ASGIStaticFilesHandler(django_asgi_app)))
+        ),
         # The consumer authenticates the socket itself (token or session cookie).
         "websocket": URLRouter([re_path(r"^graphql/?$", websocket_consumer())]),
     }

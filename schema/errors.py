@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from graphql.error import GraphQLError
+from graphql.error import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
@@ -26,6 +26,11 @@ RATE_LIMITED = "RATE_LIMITED"
 INTERNAL = "INTERNAL"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 SLOW_CONSUMER = "SLOW_CONSUMER"
+
+
+class UnrunnableDocumentError(GraphQLError):
+    """A document that cannot be run at all: it does not parse, or names no operation
+    it holds. graphql-transport-ws closes the socket (4400) for these."""
 
 
 class PulseError(GraphQLError):
@@ -54,6 +59,25 @@ def slow_consumer(last_cursor: str) -> PulseError:
         "Too slow to keep up; resubscribe with `after` set to the last cursor received "
         f"({last_cursor}).",
         SLOW_CONSUMER,
+    )
+
+
+def needs_a_stream() -> PulseError:
+    """A subscription sent as a plain HTTP request."""
+    return PulseError(
+        "A subscription needs a streaming transport: a WebSocket (graphql-transport-ws or "
+        "graphql-ws), SSE at /graphql/stream, or POST /graphql/ with "
+        'Accept: multipart/mixed;subscriptionSpec="1.0".',
+        GRAPHQL_VALIDATION_FAILED,
+    )
+
+
+def bad_resume_cursor() -> PulseError:
+    """A ``Last-Event-ID`` that is not a cursor this server sent."""
+    return PulseError(
+        "Invalid Last-Event-ID: not a cursor.",
+        BAD_USER_INPUT,
+        {"lastEventId": ["Not a cursor this server sent."]},
     )
 
 
@@ -98,8 +122,10 @@ def _is_relay_argument_error(error: Exception) -> bool:
 def coded(error: GraphQLError) -> GraphQLError:
     """Return ``error`` with a contract code, masking anything unexpected."""
     original = error.original_error
+    if isinstance(error, GraphQLSyntaxError):
+        return _rebuild(error, error.message, {"code": GRAPHQL_VALIDATION_FAILED}, unrunnable=True)
     if original is None:
-        # Syntax or validation of the document itself: safe to show as is.
+        # Validation of the document itself: safe to show as is.
         extensions = dict(error.extensions or {})
         extensions.setdefault("code", GRAPHQL_VALIDATION_FAILED)
         return _rebuild(error, error.message, extensions)
@@ -119,7 +145,7 @@ def coded(error: GraphQLError) -> GraphQLError:
     if isinstance(original, CannotGetOperationTypeError):
         name = original.operation_name
         message = f"Unknown operation named {name!r}." if name else "No operation to run."
-        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
+        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED}, unrunnable=True)
     if isinstance(original, InvalidOperationTypeError):
         # The legacy graphql-ws subprotocol only runs subscriptions.
         kind = original.operation_type.value
@@ -134,8 +160,11 @@ def coded(error: GraphQLError) -> GraphQLError:
     return _rebuild(error, "Internal server error.", {"code": INTERNAL})
 
 
-def _rebuild(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
-    return GraphQLError(
+def _rebuild(
+    error: GraphQLError, message: str, extensions: dict[str, object], unrunnable: bool = False
+) -> GraphQLError:
+    kind = UnrunnableDocumentError if unrunnable else GraphQLError
+    return kind(
         message=message,
         nodes=error.nodes,
         source=error.source,

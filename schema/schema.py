@@ -9,6 +9,7 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 from schema import events, strings, users
 from schema.errors import CodedErrors
 from schema.limits import limit_extensions
+from schema.live.streams import SubscriptionsNeedAStream
 from schema.subscriptions import Subscription
 
 strings.apply()
@@ -21,5 +22,10 @@ schema = strawberry.Schema(
     mutation=Mutation,
     subscription=Subscription,
     types=[events.StatusChangeType, events.CommentType],
-    extensions=[*limit_extensions(), DjangoOptimizerExtension, CodedErrors],
+    extensions=[
+        *limit_extensions(),
+        SubscriptionsNeedAStream,
+        DjangoOptimizerExtension,
+        CodedErrors,
+    ],
 )

@@ -8,7 +8,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from importlib import import_module
 from typing import Any
 
 import structlog
@@ -17,23 +16,24 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from cross_web import HTTPException
 from django.conf import settings
-from django.contrib.auth import get_user
-from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse
-from django.http.cookie import parse_cookie
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
+from graphql import GraphQLError
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.django.views import AsyncGraphQLView, TemporalHttpResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from backend.logconfig import new_id, scope_log_context
 from backend.metrics import WEBSOCKETS_OPEN
-from schema.errors import GRAPHQL_VALIDATION_FAILED
+from schema.auth import ANONYMOUS_USER, cookie_session_key, session_user
+from schema.errors import GRAPHQL_VALIDATION_FAILED, coded
 from schema.live.graphql_transport_ws import GraphQLTransportWSAdapter
 from schema.live.graphql_ws import GraphQLWSAdapter
 from schema.schema import schema
@@ -70,6 +70,18 @@ class GraphQLView(AsyncGraphQLView):
         ):
             sub_response.status_code = 400
         return super().create_response(response_data, sub_response)
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """strawberry's, with a document naming no runnable operation answered as a coded
+        GraphQL error (as every other transport answers it), not a plain-text 400."""
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as error:
+            cause = error.__cause__
+            if not isinstance(cause, CannotGetOperationTypeError | InvalidOperationTypeError):
+                raise
+            coded_error = coded(GraphQLError(error.reason, original_error=cause))
+            return ExecutionResult(data=None, errors=[coded_error])
 
     def parse_json(self, data: str | bytes) -> Any:
         try:
@@ -274,7 +286,7 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
         params = context.get("connection_params") or {}
         header = params.get("authorization") or params.get("Authorization")
         if header is None:
-            if session_key := handshake_session_key(self.scope):
+            if session_key := cookie_session_key(self.scope):
                 self.scope["user"] = await database_sync_to_async(session_user)(session_key)
             if self.scope["user"].is_authenticated:
                 return await self._claim_socket(self.scope["user"].pk, context)
@@ -299,28 +311,6 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             raise ConnectionRejectionError({"message": TOO_MANY_SOCKETS_REASON})
         self.counted_user_id = user_id
         return await super().on_ws_connect(context)
-
-
-ANONYMOUS_USER = AnonymousUser()  # stateless: one instance serves every socket
-
-
-def handshake_session_key(scope: dict[str, Any]) -> str | None:
-    """The session cookie sent with the WebSocket handshake, if any."""
-    cookie_header = b"; ".join(
-        value for name, value in scope.get("headers", ()) if name == b"cookie"
-    )
-    return parse_cookie(cookie_header.decode("latin1")).get(settings.SESSION_COOKIE_NAME) or None
-
-
-def session_user(session_key: str) -> User | AnonymousUser:
-    """The user signed in to a session, or anonymous.
-
-    Django's own ``get_user`` checks the session's backend and auth hash, so a session
-    invalidated by a password change or logout gives the anonymous user.
-    """
-    request = HttpRequest()
-    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return get_user(request)
 
 
 def websocket_consumer() -> Any:

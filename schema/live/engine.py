@@ -42,7 +42,7 @@ from backend.metrics import (
 from events.cursors import encode_activity_cursor
 from events.models import Activity, Event
 from events.visibility import Audience, audience
-from schema.errors import internal_error, slow_consumer
+from schema.errors import bad_resume_cursor, internal_error, slow_consumer
 from schema.live import streams
 from schema.live.shapes import Shape, shape_key
 
@@ -168,12 +168,14 @@ class LiveEngine:
         viewer_id: int | None,
         sink: Sink,
         allowed_operation_types: Sequence[OperationType] | None = None,
+        resume_cursor: str | None = None,
     ) -> Subscriber | None:
         """Run one operation for an adapter.
 
         A query or mutation, or a subscription that fails before it streams, gets its
         result and ends here (``None``). A subscription returns its live subscriber,
         which the adapter hands back to :meth:`end` when the client stops it.
+        ``resume_cursor`` (SSE's ``Last-Event-ID``) replays from there instead of ``after``.
         """
         filed, stop_collecting = streams.collecting()
         try:
@@ -198,6 +200,13 @@ class LiveEngine:
             await sink.complete()
             return None
         (request,) = filed  # a subscription has exactly one root field
+        after_id = request.stream.after_id
+        if resume_cursor is not None:
+            after_id = request.stream.resume_after(resume_cursor)
+            if after_id is None:
+                await sink.send_result(ExecutionResult(data=None, errors=[bad_resume_cursor()]))
+                await sink.complete()
+                return None
         live_variables = {
             name: value
             for name, value in (variables or {}).items()
@@ -213,7 +222,7 @@ class LiveEngine:
         self._add(subscriber)
         try:
             await self.listener.started()  # listening before the replay reads the log
-            if await self._go_live(subscriber, request.stream.after_id):
+            if await self._go_live(subscriber, after_id):
                 return subscriber
             return None
         except BaseException:

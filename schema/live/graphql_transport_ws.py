@@ -15,8 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.schema.exceptions import CannotGetOperationTypeError
+from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -31,7 +30,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from backend.wsframes import frame_writer, text_frame
-from schema.errors import RATE_LIMITED, internal_error
+from schema.errors import RATE_LIMITED, UnrunnableDocumentError, internal_error
 from schema.live.engine import Item, Subscriber, get_engine
 from schema.live.keepalive import keepalive_ticker
 
@@ -131,9 +130,7 @@ class TransportWSOperation:
     async def reject(self, result: PreExecutionError) -> None:
         errors = result.errors or []
         first = errors[0] if errors else None
-        if isinstance(first, GraphQLSyntaxError) or (
-            first is not None and isinstance(first.original_error, CannotGetOperationTypeError)
-        ):
+        if isinstance(first, UnrunnableDocumentError):
             # The protocol closes the socket for a document that cannot be run at all.
             self._forget()
             await self.handler.websocket.close(code=BAD_REQUEST_CLOSE_CODE, reason=first.message)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import FieldNode, VariableNode
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from events import selectors
+from events.cursors import decode_activity_cursor
 from events.models import Activity, Event
 from events.selectors import ActivityWithEvent
 from schema.context import Info
+from schema.errors import needs_a_stream
 from schema.events import ActivityType
 
 
@@ -36,6 +41,11 @@ class ActivityStream:
         if self.kinds is not None and activity.kind not in self.kinds:
             return False
         return self.actor_ids is None or activity.actor_id in self.actor_ids
+
+    @staticmethod
+    def resume_after(cursor: str) -> int | None:
+        """The log id a resume cursor (SSE's ``Last-Event-ID``) points at, if valid."""
+        return decode_activity_cursor(cursor)
 
     def replay_page(
         self, *, viewer_id: int | None, after_id: int, limit: int
@@ -112,3 +122,18 @@ def _cursor_variable(info: Info, argument: str) -> str | None:
 def decoded_ids(values: Collection[str], decode: Callable[[str], int | None]) -> frozenset[int]:
     """The primary keys in global ids; ids that decode to nothing are dropped."""
     return frozenset(pk for value in values if (pk := decode(value)) is not None)
+
+
+class SubscriptionsNeedAStream(SchemaExtension):
+    """Refuse a subscription sent where no stream can carry it (a plain HTTP request).
+
+    The live engine executes subscriptions on an activity as root value; without one
+    (strawberry's HTTP view) the operation is answered with a coded error saying which
+    transports stream, instead of running the selection on nothing.
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.operation_type is OperationType.SUBSCRIPTION and context.root_value is None:
+            context.result = GraphQLExecutionResult(data=None, errors=[needs_a_stream()])
+        yield

@@ -1,12 +1,16 @@
-"""Small real clients: GraphQL over HTTP and over WebSocket (both subprotocols)."""
+"""Small real clients: GraphQL over HTTP, WebSocket (both subprotocols), SSE, multipart."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -111,3 +115,105 @@ class WSClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+@dataclass
+class SSEEvent:
+    event: str
+    data: Any
+    id: str | None = None
+
+
+class EventStream:
+    """A GraphQL over SSE response, read event by event (comments are counted)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.comments = 0
+        self._lines = response.aiter_lines()
+
+    async def next_event(self, timeout: float = 10) -> SSEEvent:
+        fields: dict[str, str] = {}
+        async with asyncio.timeout(timeout):
+            async for line in self._lines:
+                if line == "":
+                    if fields:
+                        data = fields.get("data")
+                        return SSEEvent(
+                            fields.get("event", ""),
+                            json.loads(data) if data else None,
+                            fields.get("id"),
+                        )
+                    continue
+                if line.startswith(":"):
+                    self.comments += 1
+                    continue
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+        raise AssertionError("the event stream ended")
+
+    async def next_data(self, timeout: float = 10) -> SSEEvent:
+        """The next ``next`` event; fails on anything else."""
+        found = await self.next_event(timeout)
+        assert found.event == "next", found
+        return found
+
+
+@contextlib.asynccontextmanager
+async def event_stream(base: str, method: str = "GET", **kwargs: Any) -> AsyncIterator[EventStream]:
+    """Open ``/graphql/stream`` (distinct connections mode unless a token header is given)."""
+    headers = {"Accept": "text/event-stream", **kwargs.pop("headers", {})}
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+        client.stream(method, "/graphql/stream", headers=headers, **kwargs) as response,
+    ):
+        yield EventStream(response)
+
+
+class MultipartStream:
+    """A multipart subscription response, read part by part (``{}`` heartbeats counted)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.heartbeats = 0
+        self._chunks = response.aiter_bytes()
+        self._buffer = b""
+
+    async def next_part(self, timeout: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                start = self._buffer.find(b"\r\n\r\n")
+                end = self._buffer.find(b"\r\n--graphql", start + 4) if start >= 0 else -1
+                if start >= 0 and end >= 0:
+                    body, self._buffer = self._buffer[start + 4 : end], self._buffer[end:]
+                    part: dict[str, Any] = json.loads(body)
+                    if part == {}:
+                        self.heartbeats += 1
+                        continue
+                    return part
+                chunk = await anext(self._chunks, None)
+                if chunk is None:
+                    raise AssertionError(f"the multipart stream ended: {self._buffer!r}")
+                self._buffer += chunk
+
+
+@contextlib.asynccontextmanager
+async def multipart_subscription(
+    base: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+    accept: str = 'multipart/mixed;subscriptionSpec="1.0",application/json',
+    operation_name: str | None = None,
+) -> AsyncIterator[MultipartStream]:
+    """``POST /graphql/`` as Apollo Client's ``HttpLink`` subscribes."""
+    headers = {"Accept": accept, "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = {"query": query, "variables": variables or {}, "operationName": operation_name}
+    content = json.dumps(body, ensure_ascii=True)  # lone surrogates stay escaped
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+        client.stream("POST", "/graphql/", headers=headers, content=content) as response,
+    ):
+        yield MultipartStream(response)
