@@ -16,6 +16,7 @@ from django.urls import re_path  # noqa: E402
 
 from backend.body_limit import RequestBodyLimit  # noqa: E402
 from backend.metrics import with_metrics_endpoint  # noqa: E402
+from backend.serving import warn_when_plain_daphne  # noqa: E402
 from schema.live.http_routes import LiveHTTP  # noqa: E402
 from schema.views import websocket_consumer  # noqa: E402
 
@@ -31,3 +32,5 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([re_path(r"^graphql/?$", websocket_consumer())]),
     }
 )
+
+warn_when_plain_daphne()

@@ -21,6 +21,8 @@ What it adds to daphne:
   JSON with ``LOG_FORMAT=json``), each line with the ``request_id`` or ``connection_id``
   the application's own lines carry (``backend.logconfig``). Twisted's own log is
   daphne's choice: dropped, or with ``--verbosity 2`` sent to ``logging`` as well.
+- **Streams with a cap.** SSE and multipart responses write through the
+  ``pulse.http.stream`` extension, with the same cap on unsent bytes as WebSockets.
 - **Pre-encoded frames.** Each WebSocket scope carries the ``pulse.websocket.frames``
   extension (``backend.wsframes``): the activity fan-out writes one encoded frame to
   thousands of sockets without a trip through Channels, daphne and autobahn for each,
@@ -42,10 +44,12 @@ from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor, task
+from twisted.web import http
 
 from backend import wsframes
 from backend.logconfig import LOG_CONTEXT_EXTENSION, new_id
 from backend.metrics import DROPPED_UNSENT_BYTES
+from backend.serving import SERVER_MARK
 
 logger = logging.getLogger("pulse.server")
 access_logger = logging.getLogger("daphne.access")
@@ -169,6 +173,51 @@ class PulseWebSocketProtocol(WebSocketProtocol):
             self.muted = True  # daphne sends no second disconnect from onClose
 
 
+class HTTPStreamWriter:
+    """Writes a streaming HTTP response's chunks (SSE, multipart), with the same cap on
+    unsent bytes as WebSockets: past ``PULSE_WS_MAX_UNSENT_BYTES`` while the client is
+    not reading, the connection is dropped (the client resumes from its last cursor).
+
+    It registers a streaming producer on the request (Twisted's public API), so the
+    transport says when its buffers are full. Offered to the application as the
+    ``pulse.http.stream`` scope extension (``backend.wsframes``).
+    """
+
+    def __init__(self, request: Any, max_unsent_bytes: int) -> None:
+        self.request = request
+        self.max_unsent_bytes = max_unsent_bytes
+        self.backlog: _SendBacklog | None = None
+        self.dropped = False
+
+    def write(self, data: bytes) -> bool:
+        """Send one chunk; ``False`` once the client is gone or was dropped."""
+        request = self.request
+        if self.dropped or request.finished or request.channel is None:
+            return False
+        if self.backlog is None:
+            self.backlog = _SendBacklog()
+            request.registerProducer(self.backlog, True)
+        if self.backlog.paused:
+            self.backlog.unsent_bytes += len(data)
+            if self.backlog.unsent_bytes > self.max_unsent_bytes:
+                self._drop()
+                return False
+        http.Request.write(request, data)
+        return True
+
+    def done(self) -> None:
+        """The response ends: let the connection serve its next request."""
+        if self.backlog is not None and self.request.producer is not None:
+            self.request.unregisterProducer()
+
+    def _drop(self) -> None:
+        self.dropped = True
+        DROPPED_UNSENT_BYTES.inc()
+        logger.warning("Dropping slow HTTP stream consumer %s", self.request.client_addr)
+        self.done()
+        self.request.transport.abortConnection()
+
+
 class PulseWebSocketFactory(WebSocketFactory):
     protocol = PulseWebSocketProtocol
 
@@ -202,6 +251,11 @@ class PulseServer(Server):
             ids = {"connection_id": protocol.connection_id}
         else:
             ids = {"request_id": new_id()}
+            writer = HTTPStreamWriter(protocol, PulseWebSocketProtocol.max_unsent_bytes)
+            extensions[wsframes.HTTP_STREAM_EXTENSION] = {
+                "write": writer.write,
+                "done": writer.done,
+            }
         # The application logs with these ids, and so do this connection's access lines.
         extensions[LOG_CONTEXT_EXTENSION] = ids
         protocol.server = _ConnectionView(self, ids)
@@ -218,11 +272,16 @@ class PulseServer(Server):
         return drained
 
     async def drain(self) -> None:
-        """Stop listening, finish in-flight HTTP, close WebSockets with 1001."""
+        """Stop listening, finish in-flight HTTP, end live streams, close WebSockets with
+        1001. A live HTTP stream (SSE, multipart) never finishes by itself: it is closed,
+        and its client resumes from its last cursor (``EventSource`` does so by itself)."""
         for port in self.ports:
             port.stopListening()
+        streams = self._live_http_streams()
+        for protocol in streams:
+            protocol.transport.loseConnection()
         deadline = time.monotonic() + self.grace_seconds
-        while self._busy_http() and time.monotonic() < deadline:
+        while self._busy_http(streams) and time.monotonic() < deadline:
             await task.deferLater(reactor, 0.05)
         sockets = [ws for ws in self._websockets() if ws.state == ws.STATE_OPEN]
         logger.info("Shutting down: closing %d WebSockets with 1001", len(sockets))
@@ -234,9 +293,20 @@ class PulseServer(Server):
         while self._websockets() and time.monotonic() < close_deadline:
             await task.deferLater(reactor, 0.05)
 
-    def _busy_http(self) -> bool:
+    def _live_http_streams(self) -> list[Any]:
+        """HTTP requests that are live streams: SSE, or multipart subscriptions."""
+        return [
+            protocol
+            for protocol, details in self.connections.items()
+            if not isinstance(protocol, WebSocketProtocol)
+            and "disconnected" not in details
+            and is_live_stream(protocol)
+        ]
+
+    def _busy_http(self, streams: list[Any]) -> bool:
         return any(
             not isinstance(protocol, WebSocketProtocol)
+            and protocol not in streams
             and "disconnected" not in details
             and details.get("application_instance") is not None
             and not details["application_instance"].done()
@@ -250,6 +320,15 @@ class PulseServer(Server):
             for protocol, details in self.connections.items()
             if isinstance(protocol, WebSocketProtocol) and "disconnected" not in details
         ]
+
+
+def is_live_stream(request: Any) -> bool:
+    """Whether a Twisted HTTP request is one of the live transports' streams."""
+    path = (request.path or b"").rstrip(b"/")
+    if path == b"/graphql/stream":
+        return True
+    accept = request.getHeader(b"accept") or b""
+    return path == b"/graphql" and b"multipart/mixed" in accept
 
 
 class _ConnectionView:
@@ -305,6 +384,7 @@ class PulseCommandLineInterface(CommandLineInterface):
     server_class = PulseServer
 
     def run(self, args: list[str]) -> None:
+        os.environ[SERVER_MARK] = "backend.server"  # asgi.py: no plain-daphne warning
         # daphne builds its access logger inside run(); point it at ours.
         daphne.cli.AccessLogGenerator = access_log  # type: ignore[attr-defined,misc]
         super().run(args)

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 EXTENSION = "pulse.websocket.frames"
+# Pulse's server also offers streaming HTTP responses a capped writer: ``write(bytes)``
+# (``False`` once the client is gone or was dropped for not reading) and ``done()``.
+HTTP_STREAM_EXTENSION = "pulse.http.stream"
 
 FrameWriter = Callable[[bytes], None]
 
@@ -29,6 +32,12 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", 0x81, 127, size)
     return header + payload
+
+
+def http_stream_writer(scope: dict[str, Any]) -> dict[str, Any] | None:
+    """The server's capped writer for a streaming HTTP response, if it offers one."""
+    extension = (scope.get("extensions") or {}).get(HTTP_STREAM_EXTENSION)
+    return extension if extension else None
 
 
 def frame_writer(scope: dict[str, Any]) -> FrameWriter | None:

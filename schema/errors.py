@@ -29,8 +29,8 @@ SLOW_CONSUMER = "SLOW_CONSUMER"
 
 
 class UnrunnableDocumentError(GraphQLError):
-    """A document that cannot be run at all: it does not parse, or names no operation
-    it holds. graphql-transport-ws closes the socket (4400) for these."""
+    """A document that does not parse (or has too many tokens to be parsed):
+    graphql-transport-ws closes the socket with 4400 for these."""
 
 
 class PulseError(GraphQLError):
@@ -145,7 +145,7 @@ def coded(error: GraphQLError) -> GraphQLError:
     if isinstance(original, CannotGetOperationTypeError):
         name = original.operation_name
         message = f"Unknown operation named {name!r}." if name else "No operation to run."
-        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED}, unrunnable=True)
+        return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
     if isinstance(original, InvalidOperationTypeError):
         # The legacy graphql-ws subprotocol only runs subscriptions.
         kind = original.operation_type.value

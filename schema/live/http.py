@@ -20,6 +20,7 @@ from django.http import HttpResponse
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 
+from backend.wsframes import http_stream_writer
 from schema.auth import cookie_session_key, session_user
 from schema.errors import UNAUTHENTICATED
 from users.tokens import bearer_token, token_user
@@ -178,9 +179,12 @@ class ResponseStream:
     are dropped (the engine ends the subscriber as ``gone``).
     """
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, scope: Scope) -> None:
         self._send = send
         self.closed = False
+        # Under Pulse's server, chunks go through its capped writer (a client that stops
+        # reading is dropped past PULSE_WS_MAX_UNSENT_BYTES); elsewhere the ASGI way.
+        self._writer = http_stream_writer(scope)
 
     async def start(self, content_type: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
         await self._send(
@@ -197,12 +201,18 @@ class ResponseStream:
         )
 
     async def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self._writer is None:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        elif not self._writer["write"](data):
+            self.closed = True  # gone, or dropped for not reading
 
     async def finish(self, data: bytes = b"") -> None:
         if not self.closed:
             self.closed = True
+            if self._writer is not None:
+                self._writer["done"]()
             await self._send({"type": "http.response.body", "body": data})
 
 

@@ -63,8 +63,8 @@ class MultipartSubscription:
     encoding = (__name__,)
     last_heard: float | None = None  # the client cannot answer heartbeats
 
-    def __init__(self, send: Send) -> None:
-        self.response = ResponseStream(send)
+    def __init__(self, send: Send, scope: Scope) -> None:
+        self.response = ResponseStream(send, scope)
         self.subscriber: Subscriber | None = None
 
     def encode(self, items: Sequence[Item]) -> Any:
@@ -117,7 +117,7 @@ async def serve_multipart(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(params, str):
         await respond(send, 400, errors_body(params, GRAPHQL_VALIDATION_FAILED))
         return
-    subscription = MultipartSubscription(send)
+    subscription = MultipartSubscription(send, scope)
     await subscription.response.start(CONTENT_TYPE)
     await subscription.response.write(FIRST_DELIMITER)
     keepalive_ticker().add(subscription)

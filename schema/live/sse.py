@@ -89,8 +89,8 @@ class SSEChannel:
 
     last_heard: float | None = None  # SSE clients cannot answer keep-alives
 
-    def __init__(self, send: Send) -> None:
-        self.response = ResponseStream(send)
+    def __init__(self, send: Send, scope: Scope) -> None:
+        self.response = ResponseStream(send, scope)
 
     async def open(self) -> None:
         await self.response.start(EVENT_STREAM)
@@ -233,9 +233,9 @@ class ReservedStream:
     async def close(self) -> None:
         """One operation ending does not end the stream."""
 
-    async def serve(self, send: Send, receive: Receive) -> None:
+    async def serve(self, scope: Scope, send: Send, receive: Receive) -> None:
         """Be the stream until the client goes; then end everything on it."""
-        channel = self.channel = SSEChannel(send)
+        channel = self.channel = SSEChannel(send, scope)
         await channel.open()
         try:
             for data in self.backlog:
@@ -289,7 +289,7 @@ async def serve_sse(scope: Scope, receive: Receive, send: Send) -> None:
         elif stream.channel is not None:
             await respond(send, 409, errors_body("Stream already open.", RATE_LIMITED))
         else:
-            await stream.serve(send, receive)
+            await stream.serve(scope, send, receive)
         return
     if method == "PUT":
         await _reserve(send, viewer)
@@ -308,7 +308,7 @@ async def _distinct(
     if isinstance(params, str):
         await respond(send, 400, errors_body(params, GRAPHQL_VALIDATION_FAILED))
         return
-    channel = SSEChannel(send)
+    channel = SSEChannel(send, scope)
     await channel.open()
     operation = SSEOperation(channel)
     subscriber = None

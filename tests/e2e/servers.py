@@ -179,8 +179,15 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 class DaphneServer:
     """One Pulse server process on a fixed loopback port; may be killed and restarted."""
 
-    def __init__(self, workdir: Path, database_url: str, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        plain_daphne: bool = False,
+    ):
         self.workdir, self.port = workdir, free_port()
+        self.plain_daphne = plain_daphne  # `daphne asgi:application`, as the contract names
         self.base = f"http://{LOOPBACK}:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
         self.env = {
@@ -205,11 +212,14 @@ class DaphneServer:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
+            command = (
+                [str(Path(sys.executable).with_name("daphne"))]
+                if self.plain_daphne
+                else [sys.executable, "-m", "backend.server"]  # daphne + Pulse's extensions
+            )
             self.process = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "backend.server",  # daphne with a graceful stop and a slow-consumer cap
+                    *command,
                     "-b",
                     LOOPBACK,
                     "-p",
@@ -239,14 +249,17 @@ class DaphneServer:
 
 @contextlib.contextmanager
 def daphne_server(
-    workdir: Path, database_url: str | None = None, env: dict[str, str] | None = None
+    workdir: Path,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    plain_daphne: bool = False,
 ) -> Iterator[DaphneServer]:
     """Serve Pulse with daphne on a migrated database (a fresh one unless given)."""
     if database_url is None:
         database_url = new_database(
             os.environ.get("DATABASE_URL", ""), f"pulse_e2e_{free_port()}", workdir
         )
-    server = DaphneServer(workdir, database_url, env)
+    server = DaphneServer(workdir, database_url, env, plain_daphne)
     server.migrate()
     server.start()
     try:

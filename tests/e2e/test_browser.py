@@ -291,3 +291,65 @@ def test_the_stream_resumes_from_its_last_cursor_after_a_server_restart(
     assert subscribes[-1]["payload"]["variables"] == {"after": last_cursor}  # type: ignore[index]
     # Refused connections while the server was down are expected console errors here.
     viewer.assert_only_own_origin()
+
+
+SSE_ACTIVITY = "subscription { activity { cursor message } }"
+
+
+def test_event_source_resumes_by_itself_after_a_server_restart(
+    browser: Browser, daphne: DaphneServer, watched: list[Watched]
+) -> None:
+    """A browser's own ``EventSource`` on ``/graphql/stream``: after the server restarts
+    it reconnects with ``Last-Event-ID`` and gets what it missed, once, in order."""
+    server = daphne.base
+    name = next(names)
+    token = sign_up(server, name)
+    page = new_context(watched, browser, server).open("/healthz")
+    page.evaluate(
+        """(query) => {
+          window.got = [];
+          window.opened = 0;
+          const source = new EventSource('/graphql/stream?query=' + encodeURIComponent(query));
+          source.onopen = () => { window.opened += 1; };
+          source.addEventListener('next', (event) => {
+            window.got.push({id: event.lastEventId, data: JSON.parse(event.data)});
+          });
+        }""",
+        SSE_ACTIVITY,
+    )
+    page.wait_for_function("window.opened === 1")
+
+    def post(status: str) -> None:
+        body = http_gql(server, POST, {"s": status}, token)
+        assert "errors" not in body, body
+
+    post("one")
+    post("two")
+    page.wait_for_function("window.got.length === 2")
+    daphne.stop()  # SIGTERM: the stream is closed, the process exits
+    subprocess.run(  # written while no server runs: only the log has it
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; from events import services; "
+            f"services.status_change_create(actor=User.objects.get(username={name!r}), "
+            "status='while down', visibility='PUBLIC')",
+        ],
+        cwd=ROOT,
+        env=daphne.env,
+        check=True,
+    )
+    daphne.start()
+    page.wait_for_function("window.opened === 2", timeout=20_000)  # reconnected by itself
+    post("three")
+    page.wait_for_function("window.got.length === 4", timeout=20_000)
+    got = page.evaluate("window.got")
+    messages = [item["data"]["data"]["activity"]["message"] for item in got]
+    assert messages == [
+        f"{name} changed status to '{status}'" for status in ("one", "two", "while down", "three")
+    ]
+    assert [item["id"] for item in got] == [
+        item["data"]["data"]["activity"]["cursor"] for item in got
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -197,3 +198,52 @@ async def test_slow_consumer_soak_50k(tmp_path: Path) -> None:
 
 def test_pid_helper_reads_this_process() -> None:
     assert _rss_kib(os.getpid()) > 0
+
+
+async def test_an_sse_client_that_stops_reading_is_dropped_and_others_get_everything(
+    tmp_path: Path,
+) -> None:
+    from tests.e2e.clients import event_stream
+
+    count, cap = 3000, 256 * 1024
+    with daphne_server(tmp_path, env={"PULSE_WS_MAX_UNSENT_BYTES": str(cap)}) as server:
+        assert server.process is not None
+        await asyncio.to_thread(sign_up, server.base, "burst")
+        query = "subscription { activity { cursor message } }"
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect((LOOPBACK, server.port))
+        target = "/graphql/stream?query=" + query.replace(" ", "%20").replace("{", "%7B").replace(
+            "}", "%7D"
+        )
+        raw.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {LOOPBACK}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        async with event_stream(server.base, params={"query": query}) as reader:
+            await asyncio.sleep(0.5)
+            baseline = _rss_kib(server.process.pid)
+            burst = asyncio.create_task(asyncio.to_thread(_publish_burst, server, count, 1000))
+            cursors = [(await reader.next_data(timeout=60)).id for _ in range(count)]
+            await burst
+            assert len(set(cursors)) == count
+            growth_mib = (_rss_kib(server.process.pid) - baseline) / 1024
+        # The stalled client was dropped: reading what the kernel kept ends in a reset or EOF.
+        raw.settimeout(10)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := raw.recv(65536):
+                received += len(chunk)
+        raw.close()
+        assert received < count * 1000
+        metrics = (await asyncio.to_thread(urllib_get, server.base + "/metrics")).decode()
+        assert 'pulse_slow_consumer_drops_total{reason="unsent_bytes"} 1.0' in metrics
+        print(f"SSE slow consumer: dropped; server RSS +{growth_mib:.1f} MiB for 3 MB published")
+        assert growth_mib < 32
+
+
+def urllib_get(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+        body: bytes = response.read()
+        return body

@@ -17,9 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, event_stream, sign_up
 from tests.e2e.servers import LOOPBACK, ROOT, daphne_server, free_port, new_database, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +36,9 @@ def site_for_test(upstream_ports: list[int], https_port: int, http_port: int) ->
     site = re.sub(r"server 127\.0\.0\.1:800\d;\n", "", site)
     servers = "".join(f"    server {LOOPBACK}:{port};\n" for port in upstream_ports)
     site = site.replace("    least_conn;\n", "    least_conn;\n" + servers)
+    site = site.replace(
+        "    hash $remote_addr consistent;\n", "    hash $remote_addr consistent;\n" + servers
+    )
     site = site.replace("listen 80;", f"listen {LOOPBACK}:{http_port};")
     site = site.replace("listen 443 ssl;", f"listen {LOOPBACK}:{https_port};")
     site = re.sub(r"\n\s*(http2 on|ssl_certificate(_key)?\s[^;]*);", "", site)
@@ -118,3 +122,29 @@ def test_plain_http_redirects_and_metrics_are_not_public(nginx: tuple[str, str])
     assert status_of(base + "/readyz") == 200
     with urllib.request.urlopen(base + "/readyz", timeout=5) as response:  # noqa: S310
         assert json.loads(response.read())["checks"] == {"database": "ok", "channel_layer": "ok"}
+
+
+async def test_sse_in_both_modes_through_nginx(nginx: tuple[str, str]) -> None:
+    base, _ = nginx
+    token = await asyncio.to_thread(sign_up, base, "sse_nginx")
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        reserved = await client.put("/graphql/stream", headers=auth)
+        assert reserved.status_code == 201
+        single = {**auth, "X-GraphQL-Event-Stream-Token": reserved.text}
+        async with (
+            event_stream(base, params={"query": LIVE}) as distinct,
+            event_stream(base, headers=single) as stream,
+        ):
+            body = {"query": LIVE, "extensions": {"operationId": "a"}}
+            assert (
+                await client.post("/graphql/stream", json=body, headers=single)
+            ).status_code == 202
+            posted = await ahttp_gql(base, POST, {"s": "via nginx sse"}, token)
+            assert "errors" not in posted, posted
+            expected = "sse_nginx changed status to 'via nginx sse'"
+            assert (await distinct.next_data()).data["data"]["activity"]["message"] == expected
+            found = (await stream.next_data()).data
+            assert (
+                found["id"] == "a" and found["payload"]["data"]["activity"]["message"] == expected
+            )

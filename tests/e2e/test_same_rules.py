@@ -90,7 +90,6 @@ CASES = [
         None,
         VALIDATION,
         "Dead",
-        CLOSED_4400,
     ),
     Case(
         "malformed cursor",
