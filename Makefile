@@ -13,16 +13,20 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 
-# redis-server, PostgreSQL, Chromium (the Playwright browser test) and nginx (the
-# deployment guide's proxy) from Debian's packages, for the tests that start them.
+# redis-server, PostgreSQL, Chromium (the Playwright browser test), nginx (the deployment
+# guide's proxy) and, if missing, Node.js from Debian's packages, for the tests.
 system-deps:
 	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| ! test -x /usr/bin/chromium || ! test -x /usr/sbin/nginx; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium nginx >/dev/null; \
 	fi
+	@# Node.js runs the real JavaScript clients (graphql-sse, Apollo Client) in tests/js.
+	@if ! command -v npm >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
 
 # The real JavaScript clients the tests drive (graphql-sse, Apollo Client), from the lockfile.
-tests/js/node_modules/.package-lock.json: tests/js/package-lock.json
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json | system-deps
 	cd tests/js && npm ci --no-audit --no-fund --silent
 
 js-deps: tests/js/node_modules/.package-lock.json

@@ -1,7 +1,8 @@
-"""An asyncio load generator for GraphQL subscriptions over graphql-transport-ws.
+"""An asyncio load generator for GraphQL subscriptions over graphql-transport-ws or SSE.
 
 It opens N subscriber WebSockets (``connection_init`` → ``connection_ack`` →
-``subscribe``, at most ``open_concurrency`` handshakes at a time), then publishes
+``subscribe``) or N GraphQL-over-SSE streams (``GET /graphql/stream?query=...``, one
+TCP connection each), at most ``open_concurrency`` handshakes at a time, then publishes
 events over HTTP (a keep-alive connection) and records, for every delivery, the time
 from just before the publish request was sent to the moment the subscriber's task got
 the frame. Each event's status text carries its phase, its sequence number and its
@@ -33,10 +34,12 @@ import multiprocessing
 import os
 import resource
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bench.sseclient import SSEClient
 from bench.wsclient import WebSocketClient
 
 TRANSPORT_WS = "graphql-transport-ws"
@@ -50,6 +53,7 @@ LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) 
 BENCH_PASSWORD = "correct horse 9 battery"  # noqa: S105 (a throwaway benchmark account)
 
 PublishMode = Literal["graphql", "post"]
+Transport = Literal["ws", "sse"]
 RATE_CONNECTIONS = 64  # publish connections at most, when publishing at a fixed rate
 
 
@@ -195,10 +199,19 @@ class Target:
     publish: PublishMode  # "graphql": createStatusChange mutation; "post": POST /publish
     token: str | None = None
     ws_path: str = "/graphql/"
+    transport: Transport = "ws"  # how subscribers connect: WebSocket, or SSE
+    sse_path: str = "/graphql/stream"
 
     @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}{self.ws_path}"
+
+    def sse_target(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        """The request target of a distinct-connections SSE subscription (GET)."""
+        params = {"query": query}
+        if variables:
+            params["variables"] = json.dumps(variables, separators=(",", ":"))
+        return f"{self.sse_path}?{urllib.parse.urlencode(params)}"
 
 
 class Publisher:
@@ -268,9 +281,9 @@ async def sign_up(host: str, port: int, username: str) -> str:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One WebSocket with one ``activity`` subscription, and what it received."""
+    """One WebSocket or SSE stream with one ``activity`` subscription, and what it got."""
 
-    ws: WebSocketClient
+    conn: WebSocketClient | SSEClient
     phase: str = ""
     seen: set[int] = field(default_factory=set)
     warm: bool = False
@@ -350,11 +363,35 @@ class Recorder:
                 _, phase, seq, sent_ns = status.split(":")
                 self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
             elif kind == "ping":
-                subscriber.ws.send_text('{"type":"pong"}')
+                if isinstance(subscriber.conn, WebSocketClient):
+                    subscriber.conn.send_text('{"type":"pong"}')
             elif kind != "pong":
                 self.errors[f"unexpected {kind} frame: {str(raw)[:200]}"] += 1
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             self.errors[f"unreadable frame ({error!r}): {str(raw)[:200]}"] += 1
+
+    def sse_event(
+        self, subscriber: Subscriber, name: bytes, data: bytes, event_id: bytes | None, now_ns: int
+    ) -> None:
+        """Account for one SSE event received by ``subscriber`` (comments never get here).
+
+        A ``next`` event's data is the execution result itself; its ``id`` must be the
+        activity's cursor (what ``Last-Event-ID`` resumes from).
+        """
+        try:
+            if name != b"next":
+                self.errors[f"unexpected {name!r} event: {data[:200]!r}"] += 1
+                return
+            result = json.loads(data)
+            if result.get("errors"):
+                self.errors[f"next with errors: {json.dumps(result['errors'])[:200]}"] += 1
+            activity = result["data"]["activity"]
+            if event_id is None or event_id.decode() != activity["cursor"]:
+                self.errors["next event whose id is not its activity's cursor"] += 1
+            _, phase, seq, sent_ns = activity["event"]["status"].split(":")
+            self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            self.errors[f"unreadable event ({error!r}): {data[:200]!r}"] += 1
 
     def _delivery(
         self, subscriber: Subscriber, phase: str, seq: int, sent_ns: int, now_ns: int
@@ -380,14 +417,17 @@ class Recorder:
 
 def _on_close(subscriber: Subscriber, recorder: Recorder) -> None:
     if not recorder.closing:  # closed by the server (or the network)
-        ws = subscriber.ws
-        recorder.closed[f"{ws.close_code} {ws.close_reason}".strip()] += 1
+        conn = subscriber.conn
+        code = "" if conn.close_code is None else f"{conn.close_code} "
+        recorder.closed[f"{code}{conn.close_reason}".strip()] += 1
 
 
 async def open_subscriber(
     target: Target, recorder: Recorder, handshake_seconds: float
 ) -> Subscriber:
     """Connect, initialise and subscribe; frames then go straight to the recorder."""
+    if target.transport == "sse":
+        return await open_sse_subscriber(target, recorder, handshake_seconds)
     loop = asyncio.get_running_loop()
     _, ws = await asyncio.wait_for(
         loop.create_connection(
@@ -416,9 +456,39 @@ async def open_subscriber(
     except BaseException:
         ws.abort()
         raise
-    subscriber = Subscriber(ws=ws)
+    subscriber = Subscriber(conn=ws)
     ws.on_text = lambda raw: recorder.frame(subscriber, raw, time.time_ns())
     ws.on_close = lambda: _on_close(subscriber, recorder)
+    return subscriber
+
+
+async def open_sse_subscriber(
+    target: Target, recorder: Recorder, handshake_seconds: float
+) -> Subscriber:
+    """``GET /graphql/stream?query=...`` (anonymous) until the event stream's headers
+    arrived; events then go straight to the recorder. The stream is open, not yet
+    proven subscribed: the warm-up does that, as for WebSockets."""
+    loop = asyncio.get_running_loop()
+    path = target.sse_target(SUBSCRIPTION)
+    _, stream = await asyncio.wait_for(
+        loop.create_connection(
+            lambda: SSEClient(target.host, target.port, path), target.host, target.port
+        ),
+        handshake_seconds,
+    )
+    subscriber = Subscriber(conn=stream)
+    stream.on_event = lambda name, data, event_id: recorder.sse_event(
+        subscriber, name, data, event_id, time.time_ns()
+    )
+    try:
+        async with asyncio.timeout(handshake_seconds):
+            await stream.open
+        if stream.closed.done():
+            raise ConnectionError(f"stream closed at once: {stream.close_reason}")
+    except BaseException:
+        stream.abort()
+        raise
+    stream.on_close = lambda: _on_close(subscriber, recorder)
     return subscriber
 
 
@@ -456,7 +526,7 @@ async def open_subscribers(
 async def close_subscribers(subscribers: list[Subscriber]) -> None:
     """Drop every connection at once (the server is stopped right after)."""
     for subscriber in subscribers:
-        subscriber.ws.abort()
+        subscriber.conn.abort()
     await asyncio.sleep(0)
 
 

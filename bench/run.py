@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run                 # the full matrix (1,000 and 10,000)
     .venv/bin/python -m bench.run --quick         # a smoke run for CI (well under 2 min)
     .venv/bin/python -m bench.run --servers bare,pulse-redis --scenarios a,e
+    .venv/bin/python -m bench.run --servers pulse-redis,pulse-redis-sse --scenarios a,b,f
 
 Every server (and one redis-server) is started by this command on a free loopback
 port, in its own process group, with its output in a log file under a temporary
@@ -15,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -35,12 +38,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from bench.churn import ChurnPlan, ChurnResult, run_churn
 from bench.loadgen import (
     Limits,
     PhasePlan,
     PhaseResult,
+    PublishMode,
     SessionResult,
     Target,
+    Transport,
     raise_nofile_limit,
     run_session,
     session_as_dict,
@@ -165,15 +171,20 @@ class ServerKind:
     label: str
     app: Literal["bare", "stock", "pulse"]
     redis: bool
+    transport: Transport = "ws"  # how the subscribers connect: WebSocket, or SSE
 
 
 SERVERS = [
     ServerKind("bare", "bare ASGI (ceiling)", "bare", False),
     ServerKind("stock-memory", "stock strawberry+Channels, in-memory layer", "stock", False),
     ServerKind("stock-redis", "stock strawberry+Channels, redis pubsub", "stock", True),
-    ServerKind("pulse-redis", "Pulse, redis pubsub, SQLite", "pulse", True),
-    ServerKind("pulse-memory", "Pulse, in-memory layer, SQLite", "pulse", False),
+    ServerKind("pulse-redis", "Pulse, WebSocket, redis pubsub, SQLite", "pulse", True),
+    ServerKind("pulse-memory", "Pulse, WebSocket, in-memory layer, SQLite", "pulse", False),
+    ServerKind("pulse-redis-sse", "Pulse, SSE, redis pubsub, SQLite", "pulse", True, "sse"),
+    ServerKind("pulse-memory-sse", "Pulse, SSE, in-memory layer, SQLite", "pulse", False, "sse"),
 ]
+SCENARIOS = "abcdef"
+QUICK_SERVERS = [k.key for k in SERVERS if k.key != "pulse-memory-sse"]
 ASGI_APPS = {"bare": "bench.bare_app:application", "stock": "bench.stock_app:application"}
 
 
@@ -232,9 +243,10 @@ def serve(
         wait_until(lambda: http_ok(f"http://{LOOPBACK}:{port}/healthz"), 60, kind.key, process)
         if kind.app == "pulse":
             token = asyncio.run(sign_up(LOOPBACK, port, "bench"))
-            target = Target(LOOPBACK, port, "graphql", token)
+            target = Target(LOOPBACK, port, "graphql", token, transport=kind.transport)
         else:
-            target = Target(LOOPBACK, port, "post" if kind.app == "bare" else "graphql")
+            publish: PublishMode = "post" if kind.app == "bare" else "graphql"
+            target = Target(LOOPBACK, port, publish, transport=kind.transport)
         server = RunningServer(kind, process, target)
         yield server
     finally:
@@ -273,6 +285,9 @@ class Config:
     rate: float
     mutations: int
     mutation_concurrency: int
+    churn_cycles: int
+    churn_concurrency: int
+    churn_replay: int
     scenarios: frozenset[str]
     servers: tuple[ServerKind, ...]
     limits: Limits
@@ -285,6 +300,7 @@ class SessionRecord:
     server: ServerKind
     session: str
     result: SessionResult | None
+    churn: ChurnResult | None = None  # scenario (f) instead of ``result``
     error: str | None = None
     log_path: str = ""
     log_issues_during_run: tuple[int, list[str]] = (0, [])
@@ -311,22 +327,48 @@ class Matrix:
                 return record.result
         return None
 
+    def churn(self, server: str) -> ChurnResult | None:
+        for record in self.records:
+            if record.server.key == server and record.churn is not None:
+                return record.churn
+        return None
 
-def sessions_for(
-    kind: ServerKind, config: Config
-) -> Iterator[tuple[str, int, list[PhasePlan], tuple[PhasePlan, ...]]]:
-    """(session name, subscribers, phases, phases before opening) for one server."""
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """One session: a fresh server, subscribers and phases, or a churn run."""
+
+    name: str
+    subscribers: int
+    phases: list[PhasePlan]
+    before: tuple[PhasePlan, ...] = ()
+    churn: ChurnPlan | None = None
+
+
+def sessions_for(kind: ServerKind, config: Config) -> Iterator[SessionPlan]:
+    """The sessions of one server, in order."""
     if "a" in config.scenarios or "d" in config.scenarios:
-        yield "a", config.small, [PhasePlan("a", config.events)], ()
+        yield SessionPlan("a", config.small, [PhasePlan("a", config.events)])
     if "c" in config.scenarios:
-        yield "c", config.large, [PhasePlan("c", config.rate_events, rate=config.rate)], ()
+        yield SessionPlan("c", config.large, [PhasePlan("c", config.rate_events, rate=config.rate)])
     if "b" in config.scenarios or "d" in config.scenarios:
-        yield "b", config.large, [PhasePlan("b", config.events)], ()
+        yield SessionPlan("b", config.large, [PhasePlan("b", config.events)])
     if "e" in config.scenarios and kind.app == "pulse":
         burst = PhasePlan(
             "e0", config.mutations, "mutations", concurrency=config.mutation_concurrency
         )
-        yield "e", config.small, [replace(burst, name="e1")], (burst,)
+        yield SessionPlan("e", config.small, [replace(burst, name="e1")], (burst,))
+    if "f" in config.scenarios:
+        churn = ChurnPlan(
+            "f",
+            config.churn_cycles,
+            config.churn_concurrency,
+            config.churn_replay if kind.app == "pulse" else 0,  # only Pulse keeps a log
+            kind.transport,
+            cycle_timeout=config.limits.handshake_timeout,
+            cap_seconds=config.limits.publish_cap_seconds,
+        )
+        yield SessionPlan("f", 0, [], churn=churn)
 
 
 def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -> Matrix:
@@ -338,8 +380,14 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
             redis_url = stack.enter_context(redis_server(workdir))
             progress(f"redis-server at {redis_url}")
         for kind in config.servers:
-            for name, subscribers, phases, before in sessions_for(kind, config):
-                progress(f"[{kind.key}] session {name}: {subscribers} subscribers …")
+            for plan in sessions_for(kind, config):
+                name = plan.name
+                what = (
+                    f"{plan.churn.cycles} churn cycles, {plan.churn.concurrency} in flight"
+                    if plan.churn
+                    else f"{plan.subscribers} subscribers"
+                )
+                progress(f"[{kind.key}] session {name}: {what} …")
                 record = SessionRecord(kind, name, None)
                 matrix.records.append(record)
                 started = time.monotonic()
@@ -354,18 +402,24 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
                             seen = log.stat().st_size
 
                         try:
-                            record.result = asyncio.run(
-                                run_session(
-                                    kind.key,
-                                    server.target,
-                                    subscribers,
-                                    phases,
-                                    server.process.pid,
-                                    config.limits,
-                                    before,
-                                    before_closing=mark,
+                            if plan.churn is not None:
+                                record.churn = asyncio.run(
+                                    run_churn(server.target, plan.churn, server.process.pid)
                                 )
-                            )
+                                mark()
+                            else:
+                                record.result = asyncio.run(
+                                    run_session(
+                                        kind.key,
+                                        server.target,
+                                        plan.subscribers,
+                                        plan.phases,
+                                        server.process.pid,
+                                        config.limits,
+                                        plan.before,
+                                        before_closing=mark,
+                                    )
+                                )
                         finally:
                             seen = seen or log.stat().st_size
                     record.exit_status = server.exit_status
@@ -381,7 +435,19 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
                 if record.result is not None:
                     for phase in record.result.phases:
                         progress("   " + _phase_line(phase))
+                if record.churn is not None:
+                    progress("   " + _churn_line(record.churn))
     return matrix
+
+
+def _churn_line(churn: ChurnResult) -> str:
+    failed = sum(churn.failures.values())
+    return (
+        f"{churn.name}: {churn.cycles_ok}/{churn.cycles_planned} cycles ok ({failed} failed)"
+        f" in {churn.seconds:.1f}s, {_num(churn.cycles_per_second)} cycles/s"
+        f", server CPU {_num(churn.cpu_ms_per_cycle, 2)} ms/cycle"
+        f", cycle p50 {_num(churn.cycle_p50_ms)} ms, p99 {_num(churn.cycle_p99_ms)} ms"
+    )
 
 
 def _phase_line(phase: PhaseResult) -> str:
@@ -470,6 +536,99 @@ def summary_table(matrix: Matrix, config: Config) -> str:
     return _markdown(rows)
 
 
+def transport_table(matrix: Matrix, config: Config) -> str:
+    """Pulse over WebSocket beside Pulse over SSE, same layer, same run: (a) and (b)."""
+    n, big = f"{config.small:,}", f"{config.large:,}"
+    header = [
+        "server",
+        f"(a) {n} subs: delivered",
+        "(a) µs/delivery",
+        "(a) p50 / p99 ms",
+        f"(b) {big} subs: delivered",
+        "(b) µs/delivery",
+        "(b) p50 / p99 ms",
+        "(b) fan-out s",
+        "SSE / WebSocket CPU per delivery (a) / (b)",
+    ]
+    rows = [header, ["---"] * len(header)]
+    pairs = (("pulse-redis", "pulse-redis-sse"), ("pulse-memory", "pulse-memory-sse"))
+    for ws_key, sse_key in pairs:
+        chosen = {kind.key: kind for kind in config.servers}
+        if ws_key not in chosen and sse_key not in chosen:
+            continue
+        found = {
+            key: (matrix.phase(key, "a"), matrix.phase(key, "b"))
+            for key in (ws_key, sse_key)
+            if key in chosen
+        }
+        for key, (a, b) in found.items():
+            pa, pb = (a[1] if a else None), (b[1] if b else None)
+            ratio = "-"
+            if key == sse_key and ws_key in found:
+                ws_a, ws_b = found[ws_key]
+                ratio = " / ".join(
+                    _ratio(sse[1] if sse else None, ws[1] if ws else None)
+                    for sse, ws in ((a, ws_a), (b, ws_b))
+                )
+            rows.append(
+                [
+                    chosen[key].label,
+                    _pct(pa),
+                    _num(pa.cpu_us_per_delivery) if pa else "-",
+                    _lat(pa),
+                    _pct(pb),
+                    _num(pb.cpu_us_per_delivery) if pb else "-",
+                    _lat(pb),
+                    _num(pb.fanout_seconds) if pb else "-",
+                    ratio,
+                ]
+            )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
+def _ratio(sse: PhaseResult | None, ws: PhaseResult | None) -> str:
+    if sse is None or ws is None or not sse.cpu_us_per_delivery or not ws.cpu_us_per_delivery:
+        return "-"
+    return f"{sse.cpu_us_per_delivery / ws.cpu_us_per_delivery:.2f}x"
+
+
+def churn_table(matrix: Matrix, config: Config) -> str:
+    """(f): subscriber lives per second, and what each cost the server."""
+    header = [
+        "server",
+        "transport",
+        "subscribed when",
+        "cycles ok / planned",
+        "failed",
+        f"cycles/s ({config.churn_concurrency} in flight)",
+        "server CPU ms/cycle",
+        "cycle p50 / p99 / max ms",
+        "connect → subscribed p50 / p99 ms",
+        "loadgen CPU s",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for kind in config.servers:
+        churn = matrix.churn(kind.key)
+        if churn is None:
+            continue
+        rows.append(
+            [
+                kind.label,
+                "SSE" if churn.transport == "sse" else "WebSocket",
+                churn.subscribed_point,
+                f"{churn.cycles_ok} / {churn.cycles_planned}",
+                str(sum(churn.failures.values())),
+                _num(churn.cycles_per_second),
+                _num(churn.cpu_ms_per_cycle, 2),
+                f"{_num(churn.cycle_p50_ms)} / {_num(churn.cycle_p99_ms)}"
+                f" / {_num(churn.cycle_max_ms)}",
+                f"{_num(churn.subscribed_p50_ms)} / {_num(churn.subscribed_p99_ms)}",
+                _num(churn.client_cpu_seconds),
+            ]
+        )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
 def mutation_table(matrix: Matrix, config: Config) -> str:
     """(e): createStatusChange latency under a burst, with and without subscribers."""
     header = [
@@ -532,6 +691,8 @@ def details_table(matrix: Matrix) -> str:
     rows = [header, ["---"] * len(header)]
     for record in matrix.records:
         session = record.result
+        if record.churn is not None:
+            continue  # in the churn table
         if session is None:
             rows.append([record.server.key, record.session, "FAILED: " + (record.error or "")])
             continue
@@ -570,6 +731,19 @@ def findings(matrix: Matrix) -> list[str]:
         where = f"{record.server.key}/{record.session}"
         if record.error:
             notes.append(f"{where}: session failed: {record.error} (log: {record.log_path})")
+        churn = record.churn
+        if churn is not None:
+            if churn.failures:
+                shown = "; ".join(f"{n}x {why}" for why, n in churn.failures.items())
+                notes.append(
+                    f"{where}: {sum(churn.failures.values())} of {churn.cycles_started}"
+                    f" churn cycles failed: {shown}"
+                )
+            if churn.capped or churn.cycles_started < churn.cycles_planned:
+                notes.append(
+                    f"{where}: only {churn.cycles_started} of {churn.cycles_planned} churn"
+                    " cycles started within the cap"
+                )
         session = record.result
         if session is not None:
             if session.open_failures:
@@ -658,7 +832,8 @@ def machine_notes(argv: list[str], workdir: Path) -> list[str]:
         f"- command: `{' '.join(['.venv/bin/python -m bench.run', *argv])}`",
         f"- machine: {os.cpu_count()} CPUs ({cpu}), {memory} RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-        f"- load generator and servers share the machine; open-file limit {NOFILE} for both",
+        "- load generator and servers share the machine; open-file limit"
+        f" {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} for both (asked for {NOFILE})",
         f"- versions: {versions}; {redis_version}",
         f"- logs and databases: `{workdir}`",
     ]
@@ -668,6 +843,16 @@ def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, secon
     parts = ["# Pulse fan-out benchmark", "", *machine_notes(argv, workdir)]
     parts += [f"- total run time: {seconds / 60:.1f} min", "", "## Summary", ""]
     parts.append(summary_table(matrix, config))
+    transports = transport_table(matrix, config)
+    if transports:
+        parts += ["", "## Pulse: WebSocket and SSE subscribers", "", transports]
+    churn = churn_table(matrix, config)
+    if churn:
+        title = (
+            f"## (f) Connection churn: {config.churn_cycles} subscriber lives,"
+            f" {config.churn_concurrency} in flight"
+        )
+        parts += ["", title, "", churn]
     mutations = mutation_table(matrix, config)
     if mutations:
         parts += ["", "## Mutation latency under fan-out (Pulse)", "", mutations]
@@ -694,8 +879,15 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--rate", type=float, help="events per second in scenario c (1)")
     parser.add_argument("--mutations", type=int, help="mutations in scenario e (1000; quick 40)")
     parser.add_argument("--mutation-concurrency", type=int, default=20)
+    parser.add_argument("--churn-cycles", type=int, help="cycles in scenario f (500; quick 30)")
+    parser.add_argument(
+        "--churn-concurrency", type=int, help="cycles in flight in scenario f (20; quick 5)"
+    )
+    parser.add_argument(
+        "--churn-replay", type=int, default=20, help="activities each Pulse cycle replays (20)"
+    )
     parser.add_argument("--servers", help="comma-separated: " + ",".join(k.key for k in SERVERS))
-    parser.add_argument("--scenarios", default="a,b,c,d,e", help="subset of a,b,c,d,e")
+    parser.add_argument("--scenarios", default="a,b,c,d,e,f", help="subset of a,b,c,d,e,f")
     parser.add_argument("--open-concurrency", type=int, default=50)
     parser.add_argument("--stall-seconds", type=float, help="drain ends after this long idle")
     parser.add_argument("--drain-cap", type=float, default=300.0, help="drain ends after this")
@@ -709,13 +901,16 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     small, large = (
         _ints(args.subscribers) if args.subscribers else ([20, 50] if quick else [1000, 10000])
     )
-    chosen = args.servers.split(",") if args.servers else [k.key for k in SERVERS]
+    every = [k.key for k in SERVERS]
+    # --quick: one SSE server is enough to smoke-test the transport (the layer is the
+    # same code as over WebSockets).
+    chosen = args.servers.split(",") if args.servers else [*(QUICK_SERVERS if quick else every)]
     unknown = set(chosen) - {k.key for k in SERVERS}
     if unknown:
         parser.error(f"unknown servers: {sorted(unknown)}")
     scenarios = frozenset(s.strip() for s in args.scenarios.split(",") if s.strip())
-    if scenarios - set("abcde"):
-        parser.error("scenarios are a subset of a,b,c,d,e")
+    if scenarios - set(SCENARIOS):
+        parser.error("scenarios are a subset of " + ",".join(SCENARIOS))
     limits = Limits(
         open_concurrency=args.open_concurrency,
         stall_seconds=args.stall_seconds or (10.0 if quick else 30.0),
@@ -730,6 +925,9 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
         rate=args.rate or (4.0 if quick else 1.0),
         mutations=args.mutations or (40 if quick else 1000),
         mutation_concurrency=args.mutation_concurrency,
+        churn_cycles=args.churn_cycles or (30 if quick else 500),
+        churn_concurrency=args.churn_concurrency or (5 if quick else 20),
+        churn_replay=args.churn_replay,
         scenarios=scenarios,
         servers=tuple(k for k in SERVERS if k.key in chosen),
         limits=limits,
@@ -743,9 +941,16 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
 def _clean(matrix: Matrix) -> bool:
     """No failed session, no loss, no error anywhere."""
     for record in matrix.records:
-        if record.error or record.result is None or record.log_issues_during_run[0]:
+        if record.error or record.log_issues_during_run[0]:
             return False
+        if record.churn is not None:
+            churn = record.churn
+            if churn.failures or churn.cycles_ok < churn.cycles_planned:
+                return False
+            continue
         session = record.result
+        if session is None:
+            return False
         if session.open_failures or session.closed_by_server:
             return False
         for phase in session.phases:
@@ -785,6 +990,7 @@ def main(argv: list[str] | None = None) -> int:
             "log_issues_during_run": r.log_issues_during_run,
             "log_issues_at_shutdown": r.log_issues_at_shutdown,
             "result": session_as_dict(r.result) if r.result else None,
+            "churn": dataclasses.asdict(r.churn) if r.churn else None,
         }
         for r in matrix.records
     ]

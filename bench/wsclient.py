@@ -62,6 +62,7 @@ class WebSocketClient(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._early: list[bytes] = []  # text received before ``on_text`` was set
         self._early_waiter: asyncio.Future[None] | None = None
+        self._closing = False  # this side sent a close frame first
 
     # asyncio.Protocol -----------------------------------------------------------------
 
@@ -97,6 +98,13 @@ class WebSocketClient(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def close(self, code: int = 1000) -> None:
+        """Start the closing handshake; ``closed`` is done once the server answered
+        with its close frame (or the connection went)."""
+        if self.transport is not None and not self.transport.is_closing() and not self._closing:
+            self._closing = True
+            self.transport.write(masked_frame(CLOSE, struct.pack("!H", code)))
 
     async def next_text(self) -> bytes:
         """The next text payload, for the handshake phase (before ``on_text`` is set)."""
@@ -176,7 +184,8 @@ class WebSocketClient(asyncio.Protocol):
             else:
                 self.close_code = 1005
             if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(masked_frame(CLOSE, payload[:2]))
+                if not self._closing:  # the server's close: echo it; else it is the echo
+                    self.transport.write(masked_frame(CLOSE, payload[:2]))
                 self.transport.close()
             self._finish()
 

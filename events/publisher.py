@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import time
 
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
+
+_server_loop_holder: list[asyncio.AbstractEventLoop] = []
 
 # Every server process's listener joins this group (see ``schema.hub``).
 ACTIVITY_GROUP = "pulse.activity"
@@ -40,13 +41,17 @@ def activity_publish(activity_id: int) -> None:
     future.add_done_callback(_report_failure)
 
 
+def serve_from(loop: asyncio.AbstractEventLoop) -> None:
+    """Name the server's event loop (the ASGI application does, on its first request):
+    publishes from request threads are handed to it instead of waited for."""
+    if not _server_loop_holder or _server_loop_holder[0] is not loop:
+        _server_loop_holder[:] = [loop]
+
+
 def _server_loop() -> asyncio.AbstractEventLoop | None:
-    """The running event loop that called this thread through ``sync_to_async``, if any."""
-    local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
-    if loop is None or not loop.is_running():
+    """The server's running event loop, when called from another thread."""
+    loop = _server_loop_holder[0] if _server_loop_holder else None
+    if loop is None or not loop.is_running() or loop.is_closed():
         return None
     try:
         running = asyncio.get_running_loop()

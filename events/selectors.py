@@ -99,15 +99,21 @@ def with_events(activities: Iterable[Activity]) -> list[ActivityWithEvent]:
     return [(a, events.get(a.event_pk) if a.event_pk is not None else None) for a in rows]
 
 
-def event_model_for_kind(kind: str) -> type[Event] | None:
-    """The concrete ``Event`` subclass publishing activities of ``kind``."""
+def concrete_event_models() -> list[type[Event]]:
+    """Every concrete ``Event`` subclass, in the order they were defined."""
+    found: list[type[Event]] = []
     pending = list(Event.__subclasses__())
     while pending:
-        model = pending.pop()
-        if model.activity_kind == kind and not model._meta.abstract:
-            return model
+        model = pending.pop(0)
+        if not model._meta.abstract and not model._meta.proxy:
+            found.append(model)
         pending.extend(model.__subclasses__())
-    return None
+    return found
+
+
+def event_model_for_kind(kind: str) -> type[Event] | None:
+    """The concrete ``Event`` subclass publishing activities of ``kind``."""
+    return next((m for m in concrete_event_models() if m.activity_kind == kind), None)
 
 
 def events_of_kind(queryset: QuerySet[Event], kind: str) -> QuerySet[Event]:

@@ -1,33 +1,34 @@
-"""GraphQL enums of the contract, backed by the models' choices."""
+"""GraphQL enums of the contract: the models' own choices, and the kinds of event.
+
+``Visibility``, ``ActivityKind`` and ``Verb`` are the ``TextChoices`` of
+``events.models`` exposed as they are; ``EventKind`` is derived from the concrete
+``Event`` subclasses, so a new kind of event appears in it by itself.
+"""
 
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import strawberry
 
+from events import models
+from events.selectors import concrete_event_models
 
-@strawberry.enum
-class Visibility(enum.Enum):
-    PUBLIC = "PUBLIC"
-    PRIVATE = "PRIVATE"
+# strawberry.enum marks the class itself and returns it: these are the models' classes.
+Visibility = models.Visibility
+ActivityKind = models.ActivityKind
+Verb = models.Verb
+for choices in (Visibility, ActivityKind, Verb):
+    strawberry.enum(choices, name=choices.__name__)
 
-
-@strawberry.enum
-class ActivityKind(enum.Enum):
-    USER_JOINED = "USER_JOINED"
-    STATUS_CHANGE = "STATUS_CHANGE"
-    COMMENT = "COMMENT"
-
-
-@strawberry.enum
-class EventKind(enum.Enum):
-    STATUS_CHANGE = "STATUS_CHANGE"
-    COMMENT = "COMMENT"
-
-
-@strawberry.enum
-class Verb(enum.Enum):
-    CREATED = "CREATED"
-    UPDATED = "UPDATED"
-    DELETED = "DELETED"
+if TYPE_CHECKING:
+    EventKind = models.ActivityKind  # the kinds of activity that concrete events publish
+else:
+    EventKind = strawberry.enum(
+        enum.Enum(
+            "EventKind",
+            {model.activity_kind: model.activity_kind for model in concrete_event_models()},
+        ),
+        name="EventKind",
+    )

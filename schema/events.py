@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import cast
+from typing import TypeVar, cast
 
 import strawberry
 import strawberry_django
@@ -25,7 +25,24 @@ from schema.pagination import connection
 from schema.permissions import IsSignedIn
 from schema.users import UserType
 
-EVENT_TYPE_NAMES = ("StatusChange", "Comment")
+T = TypeVar("T")
+
+# Each concrete Event model's GraphQL type name, registered once by ``event_type``.
+EVENT_TYPE_NAMES: dict[str, str] = {}  # activity kind -> type name
+EVENT_TYPES: list[type] = []
+
+
+def event_type(model: type[models.Event], name: str) -> Callable[[type[T]], type[T]]:
+    """strawberry-django's ``type`` for an ``Event`` model, registered as a kind of event:
+    its global ids, ``Activity.eventId`` and the schema's types follow from here."""
+
+    def register(cls: type[T]) -> type[T]:
+        wrapped = strawberry_django.type(model, name=name)(cls)
+        EVENT_TYPE_NAMES[model.activity_kind] = name
+        EVENT_TYPES.append(wrapped)
+        return wrapped
+
+    return register
 
 
 @strawberry_django.interface(models.Event, name="Event")
@@ -36,12 +53,12 @@ class EventType(relay.Node):
     updated_at: datetime
 
 
-@strawberry_django.type(models.StatusChange, name="StatusChange")
+@event_type(models.StatusChange, name="StatusChange")
 class StatusChangeType(EventType):
     status: str
 
 
-@strawberry_django.type(models.Comment, name="Comment")
+@event_type(models.Comment, name="Comment")
 class CommentType(EventType):
     body: str
 
@@ -61,10 +78,6 @@ class CommentType(EventType):
         if type(target) is models.Event:  # not loaded through the prefetch above
             target = models.Event.objects.get_subclass(pk=target.pk)
         return cast(EventType, target)
-
-
-def _event_type_name(kind: str) -> str:
-    return "".join(part.capitalize() for part in kind.split("_"))
 
 
 @strawberry.type(name="Activity")
@@ -98,7 +111,7 @@ class ActivityType:
     def event_id(self) -> strawberry.ID | None:
         if self.activity.event_pk is None:
             return None
-        type_name = _event_type_name(self.activity.kind)
+        type_name = EVENT_TYPE_NAMES[self.activity.kind]
         return strawberry.ID(encode_global_id(type_name, self.activity.event_pk))
 
     @strawberry.field
@@ -132,7 +145,7 @@ def _visibility(value: Visibility | None) -> str:
 
 
 def _event_for_update(info: Info, id: str, model: type[models.Event]) -> models.Event:
-    pk = decode_pk(id, EVENT_TYPE_NAMES)
+    pk = decode_pk(id, EVENT_TYPE_NAMES.values())
     event = selectors.event_get_visible(viewer_id=viewer_id(info), event_id=pk) if pk else None
     if not isinstance(event, model):
         raise not_found("No such event.")
@@ -156,7 +169,7 @@ class CreateCommentInput:
 class Query:
     @strawberry_django.field
     def event(self, info: Info, id: strawberry.ID) -> EventType | None:
-        pk = decode_pk(id, EVENT_TYPE_NAMES)
+        pk = decode_pk(id, EVENT_TYPE_NAMES.values())
         if pk is None:
             return None
         found = selectors.event_get_visible(viewer_id=viewer_id(info), event_id=pk)

@@ -6,13 +6,12 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from schema import events, strings, users
+from schema import events, users
 from schema.errors import CodedErrors
 from schema.limits import limit_extensions
 from schema.live.streams import SubscriptionsNeedAStream
+from schema.strings import StorableText
 from schema.subscriptions import Subscription
-
-strings.apply()
 
 Query = merge_types("Query", (users.Query, events.Query))
 Mutation = merge_types("Mutation", (users.Mutation, events.Mutation))
@@ -21,9 +20,10 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[events.StatusChangeType, events.CommentType],
+    types=events.EVENT_TYPES,
     extensions=[
         *limit_extensions(),
+        StorableText,  # after the validation cache, which sets the document's errors
         SubscriptionsNeedAStream,
         DjangoOptimizerExtension,
         CodedErrors,

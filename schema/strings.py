@@ -5,41 +5,71 @@ any Python ``str``, and JSON variables may carry unpaired UTF-16 surrogates
 (``"\\ud800"``). Those cannot be encoded as UTF-8, so hashing such a password or
 writing such a status failed deep in a resolver as ``INTERNAL``. PostgreSQL text
 cannot hold NUL (U+0000) either (Django's form fields refuse it for the same reason).
-Checking where every ``String`` input is coerced refuses both, in variables and in
-literals, as an invalid value before any resolver runs (``GRAPHQL_VALIDATION_FAILED``).
+
+:class:`StorableText` is a schema extension (this schema's, nothing process-wide): at
+validation it refuses a document whose string literals, or a request whose variables,
+hold either, so every operation over every transport is refused before any resolver
+runs (``GRAPHQL_VALIDATION_FAILED``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-from graphql import ConstValueNode, GraphQLError, GraphQLString, Node
+from graphql import GraphQLError, StringValueNode, Visitor, visit
+from strawberry.extensions import SchemaExtension
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_coerce_string = GraphQLString.coerce_input_value
-_coerce_string_literal = GraphQLString.coerce_input_literal
+MESSAGE = "String cannot represent text with NUL characters or unpaired surrogates."
 
 
-def storable_text(text: str, node: Node | None = None) -> str:
-    """``text`` itself; a ``GraphQLError`` if it holds NUL or an unpaired surrogate."""
-    if _UNSTORABLE.search(text):
-        raise GraphQLError(
-            "String cannot represent text with NUL characters or unpaired surrogates.", node
-        )
-    return text
+def is_storable(text: str) -> bool:
+    """Whether ``text`` holds no NUL and no unpaired surrogate."""
+    return _UNSTORABLE.search(text) is None
 
 
-def _coerce_storable_string(value: Any) -> str:
-    return storable_text(_coerce_string(value))
+def _unstorable_value(value: Any) -> bool:
+    """Whether any string in a decoded JSON value is unstorable (iterative: variables
+    may nest as deep as the JSON decoder allows)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not is_storable(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
-def _coerce_storable_string_literal(node: ConstValueNode, *args: Any) -> str:
-    assert _coerce_string_literal is not None
-    return storable_text(_coerce_string_literal(node, *args), node)
+class _UnstorableLiterals(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: list[StringValueNode] = []
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if not is_storable(node.value):
+            self.nodes.append(node)
 
 
-def apply() -> None:
-    """Install the check on graphql-core's ``String`` scalar (idempotent)."""
-    GraphQLString.coerce_input_value = _coerce_storable_string  # type: ignore[method-assign]
-    GraphQLString.coerce_input_literal = _coerce_storable_string_literal  # type: ignore[method-assign]
+class StorableText(SchemaExtension):
+    """Refuse NUL and unpaired surrogates in string literals and in variables."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        error = None
+        if context.graphql_document is not None:
+            literals = _UnstorableLiterals()
+            visit(context.graphql_document, literals)
+            if literals.nodes:
+                error = GraphQLError(MESSAGE, literals.nodes)
+        if error is None and _unstorable_value(context.variables):
+            error = GraphQLError(f"Variable values are invalid: {MESSAGE}")
+        if error is not None and not context.pre_execution_errors:
+            context.pre_execution_errors = [error]
+        yield

@@ -33,7 +33,7 @@ def error_codes(body: dict[str, Any]) -> list[str]:
 
 
 def split_text_frames(frames: bytes) -> list[bytes]:
-    """The payloads of ``backend.wsframes.text_frame`` frames joined together."""
+    """The payloads of ``backend.server.extensions.text_frame`` frames joined together."""
     payloads, position = [], 0
     while position < len(frames):
         size, position = frames[position + 1] & 0x7F, position + 2

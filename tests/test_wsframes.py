@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from autobahn.websocket.protocol import WebSocketProtocol
 
-from backend.wsframes import frame_writer, text_frame
+from backend.server.extensions import frame_writer, text_frame
 from tests.helpers import split_text_frames
 
 

@@ -29,7 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from backend.wsframes import frame_writer, text_frame
+from backend.server.extensions import frame_writer, text_frame
 from schema.errors import RATE_LIMITED, UnrunnableDocumentError, internal_error
 from schema.live.engine import Item, Subscriber, get_engine
 from schema.live.keepalive import keepalive_ticker

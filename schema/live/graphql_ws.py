@@ -24,7 +24,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.graphql import OperationType
 
-from backend.wsframes import frame_writer, text_frame
+from backend.server.extensions import frame_writer, text_frame
 from schema.errors import RATE_LIMITED, internal_error
 from schema.live.engine import Item, Subscriber, get_engine
 from schema.live.keepalive import keepalive_ticker

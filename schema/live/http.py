@@ -20,7 +20,7 @@ from django.http import HttpResponse
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 
-from backend.wsframes import http_stream_writer
+from backend.server.extensions import http_stream_writer
 from schema.auth import cookie_session_key, session_user
 from schema.errors import UNAUTHENTICATED
 from users.tokens import bearer_token, token_user

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asgi import application
 from backend import metrics
-from backend.server import PulseWebSocketProtocol
+from backend.server.daphne import PulseWebSocketProtocol
 from events import selectors, services
 from events.models import Visibility
 from schema.live.engine import get_engine

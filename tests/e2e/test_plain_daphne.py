@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.serving import PLAIN_DAPHNE_WARNING
+from backend.server.plain_daphne import PLAIN_DAPHNE_WARNING
 from tests.e2e.clients import TRANSPORT_WS, WSClient, event_stream, sign_up
 from tests.e2e.servers import daphne_server
 

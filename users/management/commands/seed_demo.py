@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from events import selectors, services
-from events.demo import DemoPerson, demo_comment, demo_person, demo_status
 from events.models import Comment, Event, Visibility
 from events.visibility import can_see
+from users.demo import DemoPerson, demo_comment, demo_person, demo_status
 from users.services import profile_update
 
 # Printed for everyone to sign in with; passes Django's four validators (checked per user).

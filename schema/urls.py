@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import path
 
-from backend.pages import live_page
 from backend.views import healthz, readyz
+from schema.pages import live_page
 from schema.schema import schema
 from schema.views import GraphQLView
 

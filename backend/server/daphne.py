@@ -24,7 +24,7 @@ What it adds to daphne:
 - **Streams with a cap.** SSE and multipart responses write through the
   ``pulse.http.stream`` extension, with the same cap on unsent bytes as WebSockets.
 - **Pre-encoded frames.** Each WebSocket scope carries the ``pulse.websocket.frames``
-  extension (``backend.wsframes``): the activity fan-out writes one encoded frame to
+  extension (``backend.server.extensions``): the activity fan-out writes one encoded frame to
   thousands of sockets without a trip through Channels, daphne and autobahn for each,
   straight to the socket when nothing is queued for it.
 """
@@ -46,10 +46,10 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor, task
 from twisted.web import http
 
-from backend import wsframes
 from backend.logconfig import LOG_CONTEXT_EXTENSION, new_id
 from backend.metrics import DROPPED_UNSENT_BYTES
-from backend.serving import SERVER_MARK
+from backend.server import extensions as server_extensions
+from backend.server.plain_daphne import SERVER_MARK
 
 logger = logging.getLogger("pulse.server")
 access_logger = logging.getLogger("daphne.access")
@@ -111,7 +111,7 @@ class PulseWebSocketProtocol(WebSocketProtocol):
         super().serverSend(content, binary)
 
     def write_frames(self, frames: bytes) -> None:
-        """Write complete, pre-encoded text frames (``backend.wsframes``) to the client.
+        """Write complete, pre-encoded text frames (``backend.server.extensions``) to the client.
 
         The same checks as a message sent through daphne: nothing once closing, and the
         slow-consumer guard counts the bytes while the transport is backed up. The frames
@@ -180,7 +180,7 @@ class HTTPStreamWriter:
 
     It registers a streaming producer on the request (Twisted's public API), so the
     transport says when its buffers are full. Offered to the application as the
-    ``pulse.http.stream`` scope extension (``backend.wsframes``).
+    ``pulse.http.stream`` scope extension (``backend.server.extensions``).
     """
 
     def __init__(self, request: Any, max_unsent_bytes: int) -> None:
@@ -246,13 +246,13 @@ class PulseServer(Server):
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         extensions = scope.setdefault("extensions", {})
         if isinstance(protocol, PulseWebSocketProtocol):
-            extensions[wsframes.EXTENSION] = {"write": protocol.write_frames}
+            extensions[server_extensions.EXTENSION] = {"write": protocol.write_frames}
             protocol.connection_id = new_id()
             ids = {"connection_id": protocol.connection_id}
         else:
             ids = {"request_id": new_id()}
             writer = HTTPStreamWriter(protocol, PulseWebSocketProtocol.max_unsent_bytes)
-            extensions[wsframes.HTTP_STREAM_EXTENSION] = {
+            extensions[server_extensions.HTTP_STREAM_EXTENSION] = {
                 "write": writer.write,
                 "done": writer.done,
             }
@@ -388,7 +388,3 @@ class PulseCommandLineInterface(CommandLineInterface):
         # daphne builds its access logger inside run(); point it at ours.
         daphne.cli.AccessLogGenerator = access_log  # type: ignore[attr-defined,misc]
         super().run(args)
-
-
-if __name__ == "__main__":
-    PulseCommandLineInterface.entrypoint()

@@ -1,0 +1,5 @@
+"""``python -m backend.server``: daphne with Pulse's server extensions."""
+
+from backend.server.daphne import PulseCommandLineInterface
+
+PulseCommandLineInterface.entrypoint()
