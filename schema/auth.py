@@ -6,6 +6,7 @@ ASGI code, not Django's session middleware; they read the session cookie here.
 
 from __future__ import annotations
 
+import collections
 from importlib import import_module
 from typing import Any
 
@@ -35,3 +36,27 @@ def session_user(session_key: str) -> User | AnonymousUser:
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     return get_user(request)
+
+
+class SocketsPerUser:
+    """How many live connections (WebSockets, SSE and multipart streams) each signed-in
+    user has open in this process, with a cap (``PULSE_MAX_SOCKETS_PER_USER``)."""
+
+    def __init__(self) -> None:
+        self.open: collections.Counter[int] = collections.Counter()
+
+    def claim(self, user_id: int) -> bool:
+        """Count one more socket for ``user_id``; ``False`` when at the cap."""
+        if self.open[user_id] >= settings.PULSE_MAX_SOCKETS_PER_USER:
+            return False
+        self.open[user_id] += 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        """Forget one closed socket of ``user_id``."""
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
+SOCKETS_PER_USER = SocketsPerUser()

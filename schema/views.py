@@ -32,7 +32,7 @@ from strawberry.types.unset import UnsetType
 
 from backend.logconfig import new_id, scope_log_context
 from backend.metrics import WEBSOCKETS_OPEN
-from schema.auth import ANONYMOUS_USER, cookie_session_key, session_user
+from schema.auth import ANONYMOUS_USER, SOCKETS_PER_USER, cookie_session_key, session_user
 from schema.errors import GRAPHQL_VALIDATION_FAILED, coded
 from schema.live.graphql_transport_ws import GraphQLTransportWSAdapter
 from schema.live.graphql_ws import GraphQLWSAdapter
@@ -142,29 +142,6 @@ def graphiql_csp(host: str) -> str:
 INVALID_TOKEN_CLOSE_CODE = 4403
 TOO_MANY_SOCKETS_CLOSE_CODE = 4429
 TOO_MANY_SOCKETS_REASON = "Too many open sockets for this user"
-
-
-class SocketsPerUser:
-    """How many sockets each signed-in user has open in this process, with a cap."""
-
-    def __init__(self) -> None:
-        self.open: collections.Counter[int] = collections.Counter()
-
-    def claim(self, user_id: int) -> bool:
-        """Count one more socket for ``user_id``; ``False`` when at the cap."""
-        if self.open[user_id] >= settings.PULSE_MAX_SOCKETS_PER_USER:
-            return False
-        self.open[user_id] += 1
-        return True
-
-    def release(self, user_id: int) -> None:
-        """Forget one closed socket of ``user_id``."""
-        self.open[user_id] -= 1
-        if self.open[user_id] <= 0:
-            del self.open[user_id]
-
-
-SOCKETS_PER_USER = SocketsPerUser()
 
 
 class SocketInbox:

@@ -65,6 +65,31 @@ def _env_number(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def send_now(transport: Any, data: bytes) -> int:
+    """Send straight to the socket when nothing is queued before ``data``.
+
+    Twisted's ``write`` always buffers and registers the socket with the event loop for
+    writability (two ``epoll_ctl`` calls and selector bookkeeping per write), which
+    dominated the fan-out's profile. When its buffers are empty, a direct ``send`` keeps
+    the order and usually takes everything; the caller ``write``s what it did not take.
+    Returns how many bytes were sent.
+    """
+    if (
+        getattr(transport, "TLS", True)
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+        or transport._tempDataBuffer
+        or len(transport.dataBuffer) > transport.offset
+    ):
+        return 0
+    sent = transport.writeSomeData(data)
+    return sent if isinstance(sent, int) else 0
+
+
+_request_write = http.Request.write  # looked up once: ``http`` is a deprecation proxy
+
+
 class _SendBacklog:
     """Streaming producer telling its WebSocket whether the transport is backed up."""
 
@@ -126,30 +151,8 @@ class PulseWebSocketProtocol(WebSocketProtocol):
             if backlog.unsent_bytes > self.max_unsent_bytes:
                 self._close_slow_consumer()
                 return
-        self.transport.write(frames[self._send_now(frames) :])
-
-    def _send_now(self, frames: bytes) -> int:
-        """Send straight to the socket when nothing is queued before ``frames``.
-
-        Twisted's ``write`` always buffers and registers the socket with the event loop
-        for writability (two ``epoll_ctl`` calls and selector bookkeeping per write),
-        which dominated the fan-out's profile. When its buffers are empty, a direct
-        ``send`` keeps the order and usually takes everything; what it does not take
-        goes to ``write`` as before. Returns how many bytes were sent.
-        """
-        transport = self.transport
-        if (
-            getattr(transport, "TLS", True)
-            or not transport.connected
-            or transport.disconnecting
-            or transport._writeDisconnected
-            or transport._tempDataBuffer
-            or len(transport.dataBuffer) > transport.offset
-            or self.send_queue
-        ):
-            return 0
-        sent = transport.writeSomeData(frames)
-        return sent if isinstance(sent, int) else 0
+        sent = 0 if self.send_queue else send_now(self.transport, frames)
+        self.transport.write(frames[sent:])
 
     def _close_slow_consumer(self) -> None:
         self.closing_slow_consumer = True
@@ -202,7 +205,14 @@ class HTTPStreamWriter:
             if self.backlog.unsent_bytes > self.max_unsent_bytes:
                 self._drop()
                 return False
-        http.Request.write(request, data)
+        if not request.chunked:  # the first chunk (with the headers), or HTTP/1.0
+            _request_write(request, data)
+            return True
+        # Later chunks: framed here (RFC 9112 chunked coding, as Twisted frames them) and
+        # sent straight to the socket when nothing is queued before them.
+        chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        transport = request.channel.transport
+        transport.write(chunk[send_now(transport, chunk) :])
         return True
 
     def done(self) -> None:

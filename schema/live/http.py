@@ -6,9 +6,10 @@ same-origin request; a bad token is 401 before any stream starts.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,8 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 
 from backend.server.extensions import http_stream_writer
-from schema.auth import cookie_session_key, session_user
-from schema.errors import UNAUTHENTICATED
+from schema.auth import SOCKETS_PER_USER, cookie_session_key, session_user
+from schema.errors import RATE_LIMITED, UNAUTHENTICATED
 from users.tokens import bearer_token, token_user
 
 Scope = dict[str, Any]
@@ -96,6 +97,25 @@ def same_origin(scope: Scope) -> bool:
         return True
     trusted = {normalize_origin(o) for o in settings.CSRF_TRUSTED_ORIGINS}
     return normalize_origin(origin) in trusted
+
+
+TOO_MANY_STREAMS = "Too many open live connections for this user."
+
+
+@contextlib.asynccontextmanager
+async def counted_connection(viewer: HTTPViewer, send: Send) -> AsyncIterator[bool]:
+    """Count a live stream against its user's ``PULSE_MAX_SOCKETS_PER_USER`` (the same
+    count as their WebSockets); past the cap, answer 429 and yield ``False``."""
+    user_id = viewer.viewer_id
+    if user_id is not None and not SOCKETS_PER_USER.claim(user_id):
+        await respond(send, 429, errors_body(TOO_MANY_STREAMS, RATE_LIMITED))
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if user_id is not None:
+            SOCKETS_PER_USER.release(user_id)
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -19,6 +19,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 SILENT_INTERVALS = 3  # a connection that must answer and says nothing this long is closed
+SLICE = 200  # keep-alives sent between returns to the event loop
+SPREAD = 0.5  # of the interval, over which one round of keep-alives is spread
 
 
 class KeptAlive(Protocol):
@@ -51,22 +53,34 @@ class KeepAliveTicker:
         self.connections.discard(connection)
 
     async def _tick(self) -> None:
+        """Every interval, one round: spread over part of the interval in slices, so ten
+        thousand pings (and their pongs) never hold up the fan-out in one burst."""
         loop = asyncio.get_running_loop()
         while self.connections:
             interval = settings.PULSE_KEEPALIVE_SECONDS
             await asyncio.sleep(interval)
-            now = loop.time()
-            for connection in list(self.connections):
-                heard = connection.last_heard
-                try:
-                    if heard is not None and now - heard > SILENT_INTERVALS * interval:
-                        self.connections.discard(connection)
-                        await connection.close_silent()
-                    else:
-                        await connection.send_keepalive()
-                except Exception:  # one connection's failure is its own
+            connections = list(self.connections)
+            slices = max(1, -(-len(connections) // SLICE))
+            pause = interval * SPREAD / slices if slices > 1 else 0.0
+            for start in range(0, len(connections), SLICE):
+                if start:
+                    await asyncio.sleep(pause)
+                await self._keep(connections[start : start + SLICE], loop.time(), interval)
+
+    async def _keep(self, connections: list[KeptAlive], now: float, interval: float) -> None:
+        for connection in connections:
+            if connection not in self.connections:
+                continue  # closed since the round began
+            heard = connection.last_heard
+            try:
+                if heard is not None and now - heard > SILENT_INTERVALS * interval:
                     self.connections.discard(connection)
-                    logger.warning("Keep-alive failed for a connection", exc_info=True)
+                    await connection.close_silent()
+                else:
+                    await connection.send_keepalive()
+            except Exception:  # one connection's failure is its own
+                self.connections.discard(connection)
+                logger.warning("Keep-alive failed for a connection", exc_info=True)
 
 
 _tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeepAliveTicker] = (

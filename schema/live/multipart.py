@@ -19,12 +19,14 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from schema.errors import GRAPHQL_VALIDATION_FAILED
 from schema.live.engine import Item, Subscriber, get_engine
 from schema.live.http import (
+    HTTPViewer,
     Receive,
     ResponseStream,
     Scope,
     Send,
     Unauthenticated,
     authenticate,
+    counted_connection,
     errors_body,
     parse_params,
     read_body,
@@ -117,6 +119,14 @@ async def serve_multipart(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(params, str):
         await respond(send, 400, errors_body(params, GRAPHQL_VALIDATION_FAILED))
         return
+    async with counted_connection(viewer, send) as counted:
+        if counted:
+            await _stream(scope, receive, send, params, viewer)
+
+
+async def _stream(
+    scope: Scope, receive: Receive, send: Send, params: dict[str, Any], viewer: HTTPViewer
+) -> None:
     subscription = MultipartSubscription(send, scope)
     await subscription.response.start(CONTENT_TYPE)
     await subscription.response.write(FIRST_DELIMITER)

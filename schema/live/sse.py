@@ -42,6 +42,7 @@ from schema.live.http import (
     Send,
     Unauthenticated,
     authenticate,
+    counted_connection,
     errors_body,
     header,
     parse_params,
@@ -284,12 +285,16 @@ async def serve_sse(scope: Scope, receive: Receive, send: Send) -> None:
         return
 
     if "text/event-stream" in accept and method in ("GET", "POST"):
-        if stream is None:
-            await _distinct(scope, receive, send, method, body, viewer)
-        elif stream.channel is not None:
+        if stream is not None and stream.channel is not None:
             await respond(send, 409, errors_body("Stream already open.", RATE_LIMITED))
-        else:
-            await stream.serve(scope, send, receive)
+            return
+        async with counted_connection(viewer, send) as counted:
+            if not counted:
+                return
+            if stream is None:
+                await _distinct(scope, receive, send, method, body, viewer)
+            else:
+                await stream.serve(scope, send, receive)
         return
     if method == "PUT":
         await _reserve(send, viewer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from pathlib import Path
 
 import httpx
@@ -200,3 +201,23 @@ async def test_keepalive_on_sse_and_multipart(tmp_path: Path) -> None:
             assert sse.comments >= 3  # the first byte, then one comment per interval
             assert multipart.heartbeats >= 2
             assert token
+
+
+async def test_live_streams_count_against_the_users_connection_cap(tmp_path: Path) -> None:
+    from tests.e2e.clients import TRANSPORT_WS, WSClient
+
+    with daphne_server(tmp_path, env={"PULSE_MAX_SOCKETS_PER_USER": "2"}) as server:
+        token = await asyncio.to_thread(sign_up, server.base, "capped")
+        auth = {"Authorization": f"Bearer {token}"}
+        socket = await WSClient.open(server.base, TRANSPORT_WS, token)
+        async with event_stream(server.base, params={"query": ACTIVITY}, headers=auth) as sse:
+            assert sse.response.status_code == 200
+            async with multipart_subscription(server.base, ACTIVITY, token=token) as third:
+                assert third.response.status_code == 429
+                body = json.loads(await third.response.aread())
+                assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+            async with event_stream(server.base, params={"query": ACTIVITY}) as anonymous:
+                assert anonymous.response.status_code == 200  # anonymous streams are not capped
+        async with multipart_subscription(server.base, ACTIVITY, token=token) as again:
+            assert again.response.status_code == 200  # the SSE stream's place was freed
+        await socket.close()
