@@ -17,6 +17,7 @@ from events.models import (
     Visibility,
 )
 from events.publisher import activity_publish
+from events.stats import stats_invalidate_on_commit
 
 # Held from the append to the commit on PostgreSQL, so activity ids become visible in
 # id order: a client resuming after id N can never miss a smaller id committed later.
@@ -50,7 +51,9 @@ def activity_record_user_joined(*, user: User) -> Activity:
 
 
 def activity_record_event(*, event: Event, verb: str) -> Activity:
-    """Log that ``event`` was created, updated or deleted, with its visibility."""
+    """Log that ``event`` was created, updated or deleted, with its visibility; its
+    actor's cached stats are invalidated once that commits."""
+    stats_invalidate_on_commit(user_id=event.actor_id)
     return _activity_append(
         kind=event.activity_kind,
         verb=verb,

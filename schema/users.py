@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 import strawberry
 import strawberry_django
+from asgiref.sync import sync_to_async
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from strawberry import relay
+from strawberry.dataloader import DataLoader
 from strawberry_django.relay import DjangoListConnection
 
+from events.stats import stats_for
 from schema.context import Info, client_address, require_user, viewer, viewer_id
 from schema.errors import bad_user_input, rate_limited, unauthenticated
 from schema.ids import decode_pk
@@ -34,6 +41,36 @@ class ProfileType:
     bio: str
 
 
+@strawberry.type(name="UserStats")
+class UserStatsType:
+    """A user's public posting stats (``events.stats``: cached, invalidated on commit)."""
+
+    status_count: int
+    comment_count: int
+    last_posted_at: datetime | None
+
+
+async def _load_stats(user_ids: list[int]) -> list[UserStatsType]:
+    found = await sync_to_async(stats_for)(user_ids)
+    return [UserStatsType(**asdict(found[user_id])) for user_id in user_ids]
+
+
+_stats_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DataLoader[int, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def stats_loader() -> DataLoader[int, UserStatsType]:
+    """Batches the ``stats`` of every user an operation (or several at once) resolves
+    into one cache round trip. It keeps nothing between batches (``cache=False``), so
+    one per event loop serves every request, socket and live shape."""
+    loop = asyncio.get_running_loop()
+    loader = _stats_loaders.get(loop)
+    if loader is None:
+        loader = _stats_loaders[loop] = DataLoader(load_fn=_load_stats, cache=False)
+    return loader
+
+
 @strawberry_django.type(User, name="User")
 class UserType(relay.Node):
     username: str
@@ -45,6 +82,11 @@ class UserType(relay.Node):
         """Only the user themself sees their address (also right after signing up or in)."""
         is_self = root.pk == viewer_id(info) or getattr(root, REVEAL_EMAIL, False)
         return root.email if is_self else None
+
+    @strawberry_django.field(only=["id"])
+    async def stats(self, root: User) -> UserStatsType:
+        """Public posting stats, from the cache (never from before a write's response)."""
+        return await stats_loader().load(root.pk)
 
 
 @strawberry.type

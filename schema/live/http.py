@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from django.http import HttpResponse
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 
+from backend.logconfig import scope_log_context
 from backend.server.extensions import http_stream_writer
 from schema.auth import SOCKETS_PER_USER, cookie_session_key, session_user
 from schema.errors import RATE_LIMITED, UNAUTHENTICATED
@@ -32,6 +35,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 MULTIPART_SUBSCRIPTIONS = "multipart/mixed"
+
+logger = logging.getLogger(__name__)
 
 
 def header(scope: Scope, name: str) -> str | None:
@@ -103,19 +108,33 @@ TOO_MANY_STREAMS = "Too many open live connections for this user."
 
 
 @contextlib.asynccontextmanager
-async def counted_connection(viewer: HTTPViewer, send: Send) -> AsyncIterator[bool]:
+async def counted_connection(
+    viewer: HTTPViewer, send: Send, scope: Scope, transport: str
+) -> AsyncIterator[bool]:
     """Count a live stream against its user's ``PULSE_MAX_SOCKETS_PER_USER`` (the same
-    count as their WebSockets); past the cap, answer 429 and yield ``False``."""
+    count as their WebSockets); past the cap, answer 429 and yield ``False``. The
+    stream's end is logged (``live_stream_closed``): its access line comes only when a
+    response finishes, which a stream the client closes never does."""
     user_id = viewer.viewer_id
     if user_id is not None and not SOCKETS_PER_USER.claim(user_id):
         await respond(send, 429, errors_body(TOO_MANY_STREAMS, RATE_LIMITED))
         yield False
         return
+    started = time.monotonic()
     try:
         yield True
     finally:
         if user_id is not None:
             SOCKETS_PER_USER.release(user_id)
+        logger.info(
+            "live_stream_closed",
+            extra={
+                **scope_log_context(scope),
+                "transport": transport,
+                "user_id": user_id,
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            },
+        )
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -119,7 +119,7 @@ async def serve_multipart(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(params, str):
         await respond(send, 400, errors_body(params, GRAPHQL_VALIDATION_FAILED))
         return
-    async with counted_connection(viewer, send) as counted:
+    async with counted_connection(viewer, send, scope, "multipart") as counted:
         if counted:
             await _stream(scope, receive, send, params, viewer)
 

@@ -288,7 +288,7 @@ async def serve_sse(scope: Scope, receive: Receive, send: Send) -> None:
         if stream is not None and stream.channel is not None:
             await respond(send, 409, errors_body("Stream already open.", RATE_LIMITED))
             return
-        async with counted_connection(viewer, send) as counted:
+        async with counted_connection(viewer, send, scope, "sse") as counted:
             if not counted:
                 return
             if stream is None:

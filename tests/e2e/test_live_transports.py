@@ -202,6 +202,21 @@ async def test_keepalive_on_sse_and_multipart(tmp_path: Path) -> None:
             assert multipart.heartbeats >= 2
             assert token
 
+        def closed_streams() -> list[str]:
+            lines = [
+                json.loads(line)
+                for line in server.log_path.read_text().splitlines()
+                if line.startswith("{")
+            ]
+            return sorted(
+                line["transport"] for line in lines if line.get("event") == "live_stream_closed"
+            )
+
+        # The client closed both: each stream's end is logged, once.
+        async with asyncio.timeout(5):
+            while closed_streams() != ["multipart", "sse"]:
+                await asyncio.sleep(0.05)
+
 
 async def test_live_streams_count_against_the_users_connection_cap(tmp_path: Path) -> None:
     from tests.e2e.clients import TRANSPORT_WS, WSClient
