@@ -185,6 +185,10 @@ def test_a_post_on_the_page_appears_live_in_another_browser(
     expect(alice_stream.first).to_have_text(public)  # newest on top
     assert alice_page.locator("#stream img").count() == 0  # user text stays text
     assert "secret plan" not in alice_page.locator("#stream").inner_text()
+    # Each item shows its author's public stats (the private status is not counted).
+    expect(alice_page.locator("#stream .actor-stats").first).to_have_text(
+        f"{bob}: 1 status · 0 comments"
+    )
 
     bob_items = bob_page.locator("#stream .activity")
     expect(bob_items.filter(has_text="secret plan").locator(".badge.private")).to_have_count(1)

@@ -14,7 +14,7 @@
     "subscription Live($after: String) {",
     "  activity(after: $after) {",
     "    cursor kind verb message occurredAt eventId",
-    "    actor { username }",
+    "    actor { username stats { statusCount commentCount } }",
     "    event { id visibility }",
     "  }",
     "}",
@@ -103,6 +103,10 @@
     return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
+  function plural(count, one, many) {
+    return count + " " + (count === 1 ? one : many);
+  }
+
   function element(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -132,6 +136,13 @@
     item.appendChild(head);
 
     item.appendChild(element("p", "activity-message", activity.message));
+    var stats = activity.actor && activity.actor.stats;
+    if (stats) {
+      // The author's public posting stats when this happened (cached on the server).
+      item.appendChild(element("p", "actor-stats", activity.actor.username + ": " +
+        plural(stats.statusCount, "status", "statuses") + " · " +
+        plural(stats.commentCount, "comment", "comments")));
+    }
 
     if (activity.event) {
       // Shown only while signed in (see live.css), also for items received before.
