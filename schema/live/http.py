@@ -174,6 +174,21 @@ async def respond_unauthenticated(send: Send, message: str) -> None:
     await respond(send, 401, errors_body(message, UNAUTHENTICATED))
 
 
+def live_schema() -> Any:
+    """The root schema (imported late: it imports the adapters' modules)."""
+    from schema.schema import schema
+
+    return schema
+
+
+def result_json(result: Any) -> bytes:
+    """An execution result as the HTTP live transports send it."""
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [error.formatted for error in result.errors]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def parse_params(method: str, scope: Scope, body: bytes) -> dict[str, Any] | str:
     """A GraphQL request's ``query``, ``variables``, ``operationName`` and ``extensions``,
     from a JSON body or (GET) the URL; a string says why they are unusable."""

@@ -28,10 +28,12 @@ from schema.live.http import (
     authenticate,
     counted_connection,
     errors_body,
+    live_schema,
     parse_params,
     read_body,
     respond,
     respond_unauthenticated,
+    result_json,
     until_disconnected,
 )
 from schema.live.keepalive import keepalive_ticker
@@ -44,19 +46,6 @@ PART = b"\r\ncontent-type: application/json; charset=utf-8\r\n\r\n"
 DELIMITER = b"\r\n--graphql"
 END = b"--\r\n"
 HEARTBEAT = PART + b"{}" + DELIMITER
-
-
-def _schema() -> Any:
-    from schema.schema import schema
-
-    return schema
-
-
-def _result_json(result: ExecutionResult | PreExecutionError) -> bytes:
-    body: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        body["errors"] = [error.formatted for error in result.errors]
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class MultipartSubscription:
@@ -79,7 +68,7 @@ class MultipartSubscription:
         return not self.response.closed
 
     async def send_result(self, result: ExecutionResult) -> None:
-        await self.response.write(PART + b'{"payload":' + _result_json(result) + b"}" + DELIMITER)
+        await self.response.write(PART + b'{"payload":' + result_json(result) + b"}" + DELIMITER)
 
     async def reject(self, result: PreExecutionError) -> None:
         await self.send_result(result)  # type: ignore[arg-type]
@@ -131,7 +120,7 @@ async def _stream(
     await subscription.response.start(CONTENT_TYPE)
     await subscription.response.write(FIRST_DELIMITER)
     keepalive_ticker().add(subscription)
-    engine = get_engine(_schema())
+    engine = get_engine(live_schema())
     try:
         subscription.subscriber = await engine.run(
             query=params["query"],

@@ -45,10 +45,12 @@ from schema.live.http import (
     counted_connection,
     errors_body,
     header,
+    live_schema,
     parse_params,
     read_body,
     respond,
     respond_unauthenticated,
+    result_json,
     until_disconnected,
 )
 from schema.live.keepalive import keepalive_ticker
@@ -62,12 +64,6 @@ RESERVATION_SECONDS = 60.0  # a reserved stream not opened within this is forgot
 MAX_RESERVATIONS = 10_000  # per process
 
 
-def _schema() -> Any:
-    from schema.schema import schema
-
-    return schema
-
-
 def event(name: bytes, data: bytes | None, event_id: bytes | None = None) -> bytes:
     """One SSE event."""
     lines = b"event: " + name
@@ -76,13 +72,6 @@ def event(name: bytes, data: bytes | None, event_id: bytes | None = None) -> byt
     if data is not None:
         lines += b"\ndata: " + data
     return lines + b"\n\n"
-
-
-def result_json(result: ExecutionResult | PreExecutionError) -> bytes:
-    body: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        body["errors"] = [error.formatted for error in result.errors]
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class SSEChannel:
@@ -205,7 +194,7 @@ class SSEOperation:
         if self.task is not None:
             self.task.cancel()
         if self.subscriber is not None:
-            get_engine(_schema()).end(self.subscriber)
+            get_engine(live_schema()).end(self.subscriber)
             self.subscriber = None
 
 
@@ -318,7 +307,7 @@ async def _distinct(
     operation = SSEOperation(channel)
     subscriber = None
     try:
-        subscriber = await get_engine(_schema()).run(
+        subscriber = await get_engine(live_schema()).run(
             query=params["query"],
             variables=params.get("variables"),
             operation_name=params.get("operationName"),
@@ -387,7 +376,7 @@ async def _start(
     operation = SSEOperation(stream, operation_id)
     stream.operations[operation_id] = operation
     try:
-        operation.subscriber = await get_engine(_schema()).run(
+        operation.subscriber = await get_engine(live_schema()).run(
             query=params["query"],
             variables=params.get("variables"),
             operation_name=params.get("operationName"),
