@@ -39,18 +39,16 @@ from backend.metrics import (
     SUBSCRIBER_FAULTS,
     SUBSCRIPTIONS_ACTIVE,
 )
-from events.cursors import encode_activity_cursor
-from events.models import Activity, Event
-from events.visibility import Audience, audience
+from events.visibility import Audience
 from schema.errors import bad_resume_cursor, internal_error, slow_consumer
 from schema.live import streams
+from schema.live.hub import STATE_POSITION, Log, LogListener
 from schema.live.shapes import Shape, shape_key
+from schema.live.streams import ACTIVITY_LOG
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema as Schema
     from strawberry.types.graphql import OperationType
-
-    from schema.live.hub import LogListener
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +59,7 @@ ENDING_TIMEOUT_SECONDS = 5.0  # for telling a faulty subscriber why it ends
 class Item(NamedTuple):
     """One encoded execution result, at its position in the log."""
 
-    position: int  # the activity id: order and dedup
+    position: int  # the entry's id in its log: order and dedup (``STATE_POSITION``: neither)
     cursor: str  # what a client passes back to resume after it
     payload: bytes  # JSON of the execution result, shared by everyone in its audience
 
@@ -131,10 +129,10 @@ class Subscriber:
                 self.pending.append(item)
             return 0
         if items[0].position <= self.last_id:
-            items = [item for item in items if item.position > self.last_id]
+            items = [item for item in items if is_new(item, self.last_id)]
             if not items:
                 return 0
-        self.last_id = items[-1].position
+        self.last_id = max(self.last_id, max(item.position for item in items))
         key = (self.sink.encoding, items[0].position, len(items))
         encoded = encoded_cache.get(key)
         if encoded is None:
@@ -150,13 +148,28 @@ class LiveEngine:
     """The live subscriptions of one event loop (one server process), by shape."""
 
     def __init__(self, schema: Schema) -> None:
-        from schema.live.hub import LogListener
-
         self.schema = schema
         self.shapes: dict[str, Shape] = {}
         self.count = 0
-        self.listener: LogListener = LogListener(self)
+        self.listeners: dict[str, LogListener] = {}
+        self._listening: collections.Counter[str] = collections.Counter()  # by log name
         self._endings: set[asyncio.Task[None]] = set()
+
+    @property
+    def listener(self) -> LogListener:
+        """The activity log's listener."""
+        return self.listener_for(ACTIVITY_LOG)
+
+    def listener_for(self, log: Log) -> LogListener:
+        """The process's one listener on ``log`` (made on first use)."""
+        listener = self.listeners.get(log.name)
+        if listener is None:
+            listener = self.listeners[log.name] = LogListener(self, log)
+        return listener
+
+    def listening(self, log: Log) -> bool:
+        """Whether any subscriber streams from ``log``."""
+        return self._listening[log.name] > 0
 
     async def run(
         self,
@@ -200,9 +213,10 @@ class LiveEngine:
             await sink.complete()
             return None
         (request,) = filed  # a subscription has exactly one root field
-        after_id = request.stream.after_id
+        stream = request.stream
+        after_id = stream.after_id
         if resume_cursor is not None:
-            after_id = request.stream.resume_after(resume_cursor)
+            after_id = stream.resume_after(resume_cursor)
             if after_id is None:
                 await sink.send_result(ExecutionResult(data=None, errors=[bad_resume_cursor()]))
                 await sink.complete()
@@ -216,12 +230,13 @@ class LiveEngine:
         shape = self.shapes.get(key)
         if shape is None:
             shape = self.shapes[key] = Shape(
-                key, self.schema, query or "", operation_name, variables, request.stream
+                key, self.schema, query or "", operation_name, variables, stream
             )
         subscriber = Subscriber(shape, viewer_id, sink)
         self._add(subscriber)
         try:
-            await self.listener.started()  # listening before the replay reads the log
+            # Listening before the replay reads the log.
+            await self.listener_for(stream.log).started()
             if await self._go_live(subscriber, after_id):
                 return subscriber
             return None
@@ -239,14 +254,14 @@ class LiveEngine:
         last_id = await self._replay(subscriber, after_id) if after_id is not None else 0
         while subscriber.pending:
             item = subscriber.pending.popleft()
-            if item.position > last_id:
-                last_id = item.position
+            if is_new(item, last_id):
+                last_id = max(last_id, item.position)
                 await subscriber.sink.write(subscriber.sink.encode([item]))
                 DELIVERIES_LIVE.inc()
         if subscriber.overflowed:
             DROPPED_QUEUE_FULL.inc()
             self.end(subscriber)
-            await subscriber.sink.fail([slow_consumer(encode_activity_cursor(last_id))])
+            await subscriber.sink.fail([slow_consumer(subscriber.shape.stream.cursor(last_id))])
             return False
         subscriber.pending = None
         subscriber.last_id = last_id
@@ -256,18 +271,19 @@ class LiveEngine:
     async def _replay(self, subscriber: Subscriber, after_id: int) -> int:
         """Send the log after ``after_id`` that the subscriber may see; the last id read."""
         shape, viewer_id = subscriber.shape, subscriber.viewer_id
+        stream = shape.stream
         batch_size = settings.PULSE_REPLAY_BATCH_SIZE
         while True:
-            rows = await database_sync_to_async(shape.stream.replay_page)(
+            rows = await database_sync_to_async(stream.replay_page)(
                 viewer_id=viewer_id, after_id=after_id, limit=batch_size
             )
             items = []
-            for activity, event in rows:
-                after_id = activity.pk
-                seen_as = audience(viewer_id, activity)
+            for entry in rows:
+                position = after_id = stream.position(entry)
+                seen_as = stream.audience(viewer_id, entry)
                 if seen_as is not None:  # the page was read with the same rule
-                    payload = await shape.execute(activity, event, seen_as)
-                    items.append(Item(activity.pk, encode_activity_cursor(activity.pk), payload))
+                    payload = await shape.execute(entry, seen_as)
+                    items.append(Item(position, stream.cursor(position), payload))
             if items:
                 await subscriber.sink.write(subscriber.sink.encode(items))
                 DELIVERIES_REPLAY.inc(len(items))
@@ -277,6 +293,7 @@ class LiveEngine:
     def _add(self, subscriber: Subscriber) -> None:
         subscriber.shape.viewers[subscriber.viewer_id].add(subscriber)
         self.count += 1
+        self._listening[subscriber.shape.stream.log.name] += 1
 
     def end(self, subscriber: Subscriber) -> None:
         """Take a subscriber out of the fan-out (idempotent); it gets nothing more."""
@@ -284,6 +301,7 @@ class LiveEngine:
             return
         subscriber.ended = True
         self.count -= 1
+        self._listening[subscriber.shape.stream.log.name] -= 1
         shape = subscriber.shape
         viewers = shape.viewers.get(subscriber.viewer_id)
         if viewers is not None:
@@ -293,8 +311,8 @@ class LiveEngine:
         if not shape.viewers and self.shapes.get(shape.key) is shape:
             del self.shapes[shape.key]
 
-    async def deliver(self, rows: Sequence[tuple[Activity, Event | None]]) -> None:
-        """Fan a batch of log rows out to every live subscriber; never raises.
+    async def deliver(self, rows: Sequence[Any], log: Log = ACTIVITY_LOG) -> None:
+        """Fan a batch of ``log``'s entries out to its live subscribers; never raises.
 
         Each shape is executed once per activity and audience; each subscriber gets
         everything of the batch meant for it in one write, and subscribers of one
@@ -302,9 +320,12 @@ class LiveEngine:
         per batch, not per write.
         """
         delivered = written = 0
-        cursors = {activity.pk: encode_activity_cursor(activity.pk) for activity, _ in rows}
+        cursors: dict[int, str] = {}
         for shape in list(self.shapes.values()):
-            accepted = [(a, e) for a, e in rows if shape.stream.matches(a)]
+            stream = shape.stream
+            if stream.log is not log:
+                continue
+            accepted = [entry for entry in rows if stream.matches(entry)]
             if not accepted:
                 continue
             try:
@@ -333,25 +354,27 @@ class LiveEngine:
             DELIVERIES_LIVE.inc(delivered)
 
     async def _execute(
-        self,
-        shape: Shape,
-        rows: list[tuple[Activity, Event | None]],
-        cursors: dict[int, str],
+        self, shape: Shape, rows: list[Any], cursors: dict[int, str]
     ) -> list[tuple[set[Subscriber], list[Item]]]:
-        """Each viewer group's items, executing once per activity and audience."""
+        """Each viewer group's items, executing once per entry and audience."""
+        stream = shape.stream
         payloads: dict[tuple[int, Audience], bytes] = {}
         batches = []
         for viewer_id, subscribers in list(shape.viewers.items()):
             items = []
-            for activity, event in rows:
-                seen_as = audience(viewer_id, activity)
+            for index, entry in enumerate(rows):
+                seen_as = stream.audience(viewer_id, entry)
                 if seen_as is None:
                     continue
-                payload = payloads.get((activity.pk, seen_as))
+                payload = payloads.get((index, seen_as))
                 if payload is None:
-                    payload = await shape.execute(activity, event, seen_as)
-                    payloads[(activity.pk, seen_as)] = payload
-                items.append(Item(activity.pk, cursors[activity.pk], payload))
+                    payload = await shape.execute(entry, seen_as)
+                    payloads[(index, seen_as)] = payload
+                position = stream.position(entry)
+                cursor = cursors.get(position)
+                if cursor is None:
+                    cursor = cursors[position] = stream.cursor(position)
+                items.append(Item(position, cursor, payload))
             if items:
                 batches.append((subscribers, items))
         return batches
@@ -388,6 +411,11 @@ class LiveEngine:
         task = asyncio.get_running_loop().create_task(ending())
         self._endings.add(task)
         task.add_done_callback(self._endings.discard)
+
+
+def is_new(item: Item, last_id: int) -> bool:
+    """Whether a subscriber that has ``last_id`` still needs ``item`` (state always)."""
+    return item.position > last_id or item.position == STATE_POSITION
 
 
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveEngine] = (

@@ -1,21 +1,29 @@
-"""The process's one listener on the activity log, feeding the live engine.
+"""The process's listeners, one per log the live engine streams from.
 
-The publisher sends each committed activity's id once to the channel-layer group.
-Here each process's single listener receives it, and reads the log after the last id
-it delivered: a notification is only a doorbell (a periodic read every
-``POLL_SECONDS`` is the safety net), the log is the truth. Activity ids commit in id
-order (``events.services``), so every activity is delivered once, in order, even when
-notifications arrive late, out of order or not at all (a Redis outage).
+A :class:`Log` is what a kind of subscription streams: the activity log, the
+notifications, presence. The publisher sends each committed entry's id once to the
+log's channel-layer group. Here each process's single listener per log receives it,
+and reads the log after the last id it delivered: a message is only a doorbell (a
+periodic read every ``POLL_SECONDS`` is the safety net), the log is the truth. Ids
+commit in id order (``events.services``), so every entry is delivered once, in order,
+even when doorbells arrive late, out of order or not at all (a Redis outage).
+
+A log that is state, not history (presence), has no table: its entries travel in the
+messages themselves (``Log.entry_from``), and a lost message is a lost transition.
+Messages may also name *keys* whose state changed (a recipient's unread count): the
+next read passes them to ``Log.read`` so it adds their current state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -24,9 +32,6 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from backend.metrics import record_lag
-from events import selectors
-from events.publisher import ACTIVITY_GROUP
-from events.selectors import ActivityWithEvent
 
 if TYPE_CHECKING:
     from schema.live.engine import LiveEngine
@@ -37,7 +42,31 @@ T = TypeVar("T")
 
 RETRY_SECONDS = (0.5, 1, 2, 5)
 POLL_SECONDS = 5.0  # safety net for lost notifications
-PUBLISHED_AT_LIMIT = 10_000  # publish times held for activities not yet delivered
+PUBLISHED_AT_LIMIT = 10_000  # publish times held for entries not yet delivered
+PENDING_LIMIT = 10_000  # changed keys or pushed entries held until the next delivery
+
+
+@dataclass(frozen=True)
+class Log:
+    """A source of live entries, in position order, that a listener tails.
+
+    ``read(after_id=, limit=, changed=)`` returns the entries after ``after_id`` (at
+    most ``limit`` in position order), followed by an entry of state for each key in
+    ``changed`` (position ``STATE_POSITION``); ``latest_id()`` is where a new listener
+    starts. A log with ``entry_from`` instead is pushed: each message is one entry.
+    """
+
+    name: str
+    group: str
+    position: Callable[[Any], int]
+    written_at: Callable[[Any], float]
+    read: Callable[..., list[Any]] | None = None
+    latest_id: Callable[[], int] | None = None
+    entry_from: Callable[[dict[str, Any]], Any] | None = None
+    changed_keys: Callable[[dict[str, Any]], list[int]] | None = None
+
+
+STATE_POSITION = -1  # an entry of state (a count), never replayed nor deduplicated
 
 
 async def read_log(read: Callable[..., T], **kwargs: Any) -> T:
@@ -60,16 +89,19 @@ def _read_or_reset(read: Callable[..., T], kwargs: dict[str, Any]) -> T:
 
 
 class LogListener:
-    """Rings on each published activity and hands every new log batch to the engine."""
+    """Rings on each published entry and hands every new batch of one log to the engine."""
 
-    def __init__(self, engine: LiveEngine) -> None:
+    def __init__(self, engine: LiveEngine, log: Log) -> None:
         self.engine = engine
+        self.log = log
         self._ready = asyncio.Event()
         self._doorbell = asyncio.Event()
         self.delivered_id = 0
         self._tasks: list[asyncio.Task[None]] = []
-        # Publish time of each notified activity, until it is delivered (lag metric).
+        # Publish time of each notified entry, until it is delivered (lag metric).
         self._published_at: dict[int, float] = {}
+        self._changed: set[int] = set()  # keys whose state to read with the next batch
+        self._pushed: collections.deque[Any] = collections.deque(maxlen=PENDING_LIMIT)
 
     async def started(self) -> None:
         """Start listening if not yet (or again after a crash); returns once listening."""
@@ -82,12 +114,13 @@ class LogListener:
             task.cancel()
         # A fresh context each: the first subscriber's log context (connection_id,
         # user_id) must not stick to everything the listener logs for the whole process.
+        name = self.log.name
         self._tasks = [
             asyncio.create_task(
-                self._listen(), name="pulse-log-listen", context=contextvars.Context()
+                self._listen(), name=f"pulse-{name}-listen", context=contextvars.Context()
             ),
             asyncio.create_task(
-                self._deliver(), name="pulse-log-deliver", context=contextvars.Context()
+                self._deliver(), name=f"pulse-{name}-deliver", context=contextvars.Context()
             ),
         ]
 
@@ -97,10 +130,10 @@ class LogListener:
         attempt = 0
         while True:
             try:
-                if not self._ready.is_set():
-                    self.delivered_id = await read_log(selectors.latest_activity_id)
+                if not self._ready.is_set() and self.log.latest_id is not None:
+                    self.delivered_id = await read_log(self.log.latest_id)
                 channel = await layer.new_channel("pulse.hub.")
-                await layer.group_add(ACTIVITY_GROUP, channel)
+                await layer.group_add(self.log.group, channel)
                 self._ready.set()
                 self._doorbell.set()  # catch up on whatever was missed while away
                 attempt = 0
@@ -113,7 +146,7 @@ class LogListener:
             except Exception:
                 delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 attempt += 1
-                logger.exception("Activity listener failed; retrying in %ss", delay)
+                logger.exception("%s listener failed; retrying in %ss", self.log.name, delay)
                 await asyncio.sleep(delay)
 
     async def _deliver(self) -> None:
@@ -145,11 +178,19 @@ class LogListener:
             except Exception:  # reading the log failed (the database is away)
                 delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 attempt += 1
-                logger.exception("Reading the activity log failed; retrying in %ss", delay)
+                logger.exception("Reading the %s log failed; retrying in %ss", self.log.name, delay)
                 await asyncio.sleep(delay)
 
-    def _note_published(self, message: dict[str, object]) -> None:
-        """Remember when a notified activity was published (``events.publisher``)."""
+    def _note_published(self, message: dict[str, Any]) -> None:
+        """Note what a message says: an entry pushed, keys whose state changed, or when
+        a logged entry was published (``events.publisher``)."""
+        log = self.log
+        if log.entry_from is not None:
+            if (entry := log.entry_from(message)) is not None:
+                self._pushed.append(entry)
+            return
+        if log.changed_keys is not None and len(self._changed) < PENDING_LIMIT:
+            self._changed.update(log.changed_keys(message)[: PENDING_LIMIT - len(self._changed)])
         activity_id, published_at = message.get("id"), message.get("published_at")
         if not isinstance(activity_id, int) or not isinstance(published_at, int | float):
             return
@@ -158,41 +199,59 @@ class LogListener:
                 self._published_at.clear()  # nobody delivers: the next catch-up ends that
             self._published_at[activity_id] = float(published_at)
 
-    def _record_lag(self, rows: list[ActivityWithEvent]) -> None:
-        """One lag observation per activity delivered, from its publish time; from when
-        it was written if its row was read before its notification came (or without)."""
+    def _record_lag(self, rows: list[Any]) -> None:
+        """One lag observation per entry delivered, from its publish time; from when it
+        was written if its row was read before its doorbell came (or without one)."""
         now = time.time()
-        published_at = self._published_at
-        for activity, _ in rows:
-            published = published_at.pop(activity.pk, None)
+        published_at, log = self._published_at, self.log
+        for entry in rows:
+            position = log.position(entry)
+            if position == STATE_POSITION:
+                continue
+            published = published_at.pop(position, None)
             if published is None:
-                published = activity.occurred_at.timestamp()
+                published = log.written_at(entry)
             record_lag(published, now)
 
     async def catch_up(self) -> None:
-        """Deliver every activity after the last delivered one to the engine.
+        """Deliver every entry after the last delivered one to the engine.
 
         The position advances past each batch whatever its delivery did: the engine
         isolates faults per subscriber and shape, and a batch is never retried.
         """
-        if not self.engine.count:
-            latest = await read_log(selectors.latest_activity_id)
-            self.delivered_id = max(self.delivered_id, latest)
+        log = self.log
+        if log.read is None:  # pushed: what the messages carried
+            entries = list(self._pushed)
+            self._pushed.clear()
+            if entries and self.engine.listening(log):
+                await self._hand_over(entries)
+            return
+        changed, self._changed = self._changed, set()
+        if not self.engine.listening(log):
+            if log.latest_id is not None:
+                latest = await read_log(log.latest_id)
+                self.delivered_id = max(self.delivered_id, latest)
             self._published_at.clear()
             return
         while True:
             rows = await read_log(
-                selectors.log_after,
+                log.read,
                 after_id=self.delivered_id,
                 limit=settings.PULSE_REPLAY_BATCH_SIZE,
+                changed=changed,
             )
+            changed = set()
+            logged = [row for row in rows if log.position(row) != STATE_POSITION]
             if rows:
-                try:
-                    await self.engine.deliver(rows)
-                except Exception:  # the engine's own isolation failed: never retry
-                    logger.exception("Live delivery of a batch failed; moving on")
-                finally:
-                    self.delivered_id = rows[-1][0].pk
-                    self._record_lag(rows)
-            if len(rows) < settings.PULSE_REPLAY_BATCH_SIZE:
+                await self._hand_over(rows)
+            if logged:
+                self.delivered_id = log.position(logged[-1])
+                self._record_lag(logged)
+            if len(logged) < settings.PULSE_REPLAY_BATCH_SIZE:
                 return
+
+    async def _hand_over(self, entries: list[Any]) -> None:
+        try:
+            await self.engine.deliver(entries, self.log)
+        except Exception:  # the engine's own isolation failed: never retry
+            logger.exception("Live delivery of a batch failed; moving on")

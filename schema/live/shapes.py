@@ -1,9 +1,9 @@
-"""A shape: one distinct subscription, executed once per activity and audience.
+"""A shape: one distinct subscription, executed once per entry and audience.
 
 A shape is a subscription document with its operation name and variables (all but a
 variable that only picks the replay cursor). Its subscribers are grouped by viewer,
 so the visibility rule (``events.visibility.audience``) is asked once per activity and
-viewer, and the selection is executed once per activity and audience through
+viewer, and the selection is executed once per entry and audience through
 strawberry's own ``Schema.execute``: every validation rule and schema extension (limits,
 error masking, the optimizer) that HTTP operations get.
 """
@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from strawberry.types.graphql import OperationType
 
-from events.models import Activity, Event
 from events.visibility import Audience
-from schema.context import AudienceContext
-from schema.live.streams import ActivityStream
+from schema.live.streams import LiveStream
 
 if TYPE_CHECKING:
     from strawberry.schema import BaseSchema as Schema
@@ -39,7 +37,7 @@ class Shape:
         query: str,
         operation_name: str | None,
         variables: dict[str, Any] | None,
-        stream: ActivityStream,
+        stream: LiveStream,
     ) -> None:
         self.key = key
         self.schema = schema
@@ -50,18 +48,14 @@ class Shape:
         self.viewers: dict[int | None, set[Subscriber]] = collections.defaultdict(set)
         self.executions = 0
 
-    async def execute(self, activity: Activity, event: Event | None, audience: Audience) -> bytes:
-        """The JSON execution result for one audience of one activity, encoded once."""
+    async def execute(self, entry: Any, audience: Audience) -> bytes:
+        """The JSON execution result for one audience of one entry, encoded once."""
         self.executions += 1
-        context = AudienceContext(
-            viewer_id=activity.actor_id if audience is Audience.ACTOR else None,
-            signed_in=audience is not Audience.ANONYMOUS,
-        )
         result = await self.schema.execute(
             self.query,
             variable_values=self.variables,
-            context_value=context,
-            root_value=self.stream.root(activity, event),
+            context_value=self.stream.context(entry, audience),
+            root_value=self.stream.root(entry),
             operation_name=self.operation_name,
             allowed_operation_types=SUBSCRIPTION_ONLY,
         )

@@ -143,7 +143,7 @@ class SSEOperation:
 
     def encode(self, items: Sequence[Item]) -> Any:
         return b"".join(
-            event(b"next", self._data(item.payload), item.cursor.encode()) for item in items
+            event(b"next", self._data(item.payload), item.cursor.encode() or None) for item in items
         )
 
     async def write(self, encoded: Any) -> None:

@@ -210,11 +210,11 @@ async def test_the_listener_moves_on_past_a_batch_whose_delivery_raised(
     await subscribe(engine, sink, SMALL)
     deliver, calls = engine.deliver, []
 
-    async def fails_once(rows: Any) -> None:
+    async def fails_once(rows: Any, log: Any) -> None:
         calls.append(len(rows))
         if len(calls) == 1:
             raise RuntimeError("isolation itself failed")
-        await deliver(rows)
+        await deliver(rows, log)
 
     monkeypatch.setattr(engine, "deliver", fails_once)
     await post(alice, "lost to the fault")
@@ -276,9 +276,9 @@ async def test_a_stream_of_activities_is_fanned_out_in_batches(
     batches: list[int] = []
     deliver = engine.deliver
 
-    async def recording(rows: Any) -> None:
+    async def recording(rows: Any, log: Any) -> None:
         batches.append(len(rows))
-        await deliver(rows)
+        await deliver(rows, log)
 
     monkeypatch.setattr(engine, "deliver", recording)
     sink = RecordingSink()
