@@ -193,6 +193,7 @@ PULSE_MAX_REQUEST_BYTES = env_int("PULSE_MAX_REQUEST_BYTES", 1024 * 1024)
 # PULSE_WS_MAX_MESSAGE_BYTES and PULSE_WS_MAX_UNSENT_BYTES are read by backend.server,
 # which sets up daphne before Django.
 PULSE_MAX_SOCKETS_PER_USER = env_int("PULSE_MAX_SOCKETS_PER_USER", 20)
+PULSE_MAX_MENTIONS = env_int("PULSE_MAX_MENTIONS", 100)  # distinct @names per text
 PULSE_LOGIN_MAX_FAILURES = env_int("PULSE_LOGIN_MAX_FAILURES", 10)
 PULSE_LOGIN_WINDOW_SECONDS = env_int("PULSE_LOGIN_WINDOW_SECONDS", 15 * 60)
 RATELIMIT_FAIL_OPEN = True  # a cache outage must not lock everyone out (it is logged)

@@ -1,4 +1,4 @@
-"""The public cursor of an activity: opaque to clients, the log's id inside.
+"""Public cursors of the logs (activities, notifications): opaque, an id inside.
 
 It lives in the events app (not in ``schema/``) because management commands print and
 read the same cursors the GraphQL API does, and apps never import ``schema/``.
@@ -10,15 +10,34 @@ import base64
 import binascii
 
 ACTIVITY_CURSOR_PREFIX = "activity:"
+NOTIFICATION_CURSOR_PREFIX = "notification:"
 
 
 def encode_activity_cursor(activity_id: int) -> str:
     """Opaque cursor of one activity."""
-    return base64.urlsafe_b64encode(f"{ACTIVITY_CURSOR_PREFIX}{activity_id}".encode()).decode()
+    return _encode(ACTIVITY_CURSOR_PREFIX, activity_id)
 
 
 def decode_activity_cursor(cursor: str) -> int | None:
     """The activity id in a cursor, or ``None`` when it is malformed."""
+    return _decode(ACTIVITY_CURSOR_PREFIX, cursor)
+
+
+def encode_notification_cursor(notification_id: int) -> str:
+    """Opaque cursor of one notification (its recipient's creation order)."""
+    return _encode(NOTIFICATION_CURSOR_PREFIX, notification_id)
+
+
+def decode_notification_cursor(cursor: str) -> int | None:
+    """The notification id in a cursor, or ``None`` when it is malformed."""
+    return _decode(NOTIFICATION_CURSOR_PREFIX, cursor)
+
+
+def _encode(prefix: str, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{prefix}{pk}".encode()).decode()
+
+
+def _decode(expected_prefix: str, cursor: str) -> int | None:
     if len(cursor) > 64:
         return None
     try:
@@ -26,6 +45,6 @@ def decode_activity_cursor(cursor: str) -> int | None:
     except (binascii.Error, UnicodeError, ValueError):
         return None
     prefix, _, number = text.partition(":")
-    if prefix + ":" != ACTIVITY_CURSOR_PREFIX or not number.isdigit() or len(number) > 18:
+    if prefix + ":" != expected_prefix or not number.isdigit() or len(number) > 18:
         return None
     return int(number)

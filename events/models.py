@@ -21,6 +21,11 @@ class ActivityKind(models.TextChoices):
     COMMENT = "COMMENT", "Comment"
 
 
+class NotificationKind(models.TextChoices):
+    COMMENT = "COMMENT", "Comment on your event"
+    MENTION = "MENTION", "Mention"
+
+
 class Verb(models.TextChoices):
     CREATED = "CREATED", "Created"
     UPDATED = "UPDATED", "Updated"
@@ -90,6 +95,10 @@ class Event(models.Model):
         """Human-readable line for the activity this event publishes."""
         raise NotImplementedError
 
+    def mention_text(self) -> str:
+        """The text whose ``@username`` mentions notify (``events.mentions``)."""
+        return ""
+
 
 class StatusChange(Event):
     activity_kind = ActivityKind.STATUS_CHANGE
@@ -103,6 +112,9 @@ class StatusChange(Event):
         if verb == Verb.UPDATED:
             return f"{name} edited status to {self.status!r}"
         return f"{name} deleted a status"
+
+    def mention_text(self) -> str:
+        return self.status
 
 
 class Comment(Event):
@@ -125,3 +137,39 @@ class Comment(Event):
         if verb == Verb.UPDATED:
             return f"{name} edited a comment to {excerpt!r}"
         return f"{name} deleted a comment"
+
+    def mention_text(self) -> str:
+        return self.body
+
+
+class Notification(models.Model):
+    """What concerns one user: written by the events' receivers in the event's own
+    transaction, so a rolled-back write notifies no one.
+
+    Ids commit in id order (they are written under the activity log's append lock), so
+    the notifications are a log the live engine tails like the activities. ``event_pk``
+    is the event that caused it: deleting the event deletes its notifications.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=10, choices=NotificationKind.choices)
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="+")
+    event_pk = models.BigIntegerField(db_index=True)
+    read = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["recipient", "-id"], name="notification_inbox"),
+            models.Index(
+                fields=["recipient"],
+                condition=models.Q(read=False),
+                name="notification_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.recipient_id}: #{self.activity_id}"

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -13,6 +14,7 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 _server_loop_holder: list[asyncio.AbstractEventLoop] = []
+_background: set[asyncio.Future[None]] = set()
 
 # Every server process's listener joins this group (see ``schema.hub``).
 ACTIVITY_GROUP = "pulse.activity"
@@ -27,17 +29,41 @@ def activity_publish(activity_id: int) -> None:
     here loses no data (the row is committed) and clients catch up by resuming from
     their cursor.
     """
+    group_publish(
+        ACTIVITY_GROUP,
+        {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id, "published_at": time.time()},
+    )
+
+
+def group_publish(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to a channel-layer group, from any thread or the server loop.
+
+    From a request's thread the send is handed to the server's event loop and not
+    waited for (the database thread, shared by every request, must not wait on a busy
+    loop); elsewhere (a command, the shell, a test) it is waited for. Failures are
+    logged, never raised: every group message here is a doorbell or a state change
+    whose truth is stored elsewhere.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": ACTIVITY_MESSAGE_TYPE, "id": activity_id, "published_at": time.time()}
     loop = _server_loop()
-    if loop is None:  # a management command, the shell, a test: wait for the send
-        async_to_sync(layer.group_send)(ACTIVITY_GROUP, message)
+    if loop is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: wait for the send
+            try:
+                async_to_sync(layer.group_send)(group, message)
+            except Exception:
+                logger.exception("Publishing to %s failed", group)
+            return
+        # On a running loop that is not the server's (a test's): send in the background.
+        task = asyncio.ensure_future(layer.group_send(group, message))
+        task.add_done_callback(_report_task_failure)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
         return
-    # Inside the server: hand the send to its event loop and return, so the request's
-    # database thread (shared by every request) does not wait for a busy loop.
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(ACTIVITY_GROUP, message), loop)
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
     future.add_done_callback(_report_failure)
 
 
@@ -62,4 +88,9 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
 
 def _report_failure(future: concurrent.futures.Future[None]) -> None:
     if not future.cancelled() and (error := future.exception()) is not None:
-        logger.error("Publishing an activity failed", exc_info=error)
+        logger.error("Publishing to a group failed", exc_info=error)
+
+
+def _report_task_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("Publishing to a group failed", exc_info=error)

@@ -85,18 +85,23 @@ def recent_activities_start(*, viewer_id: int | None, count: int) -> int:
 def with_events(activities: Iterable[Activity]) -> list[ActivityWithEvent]:
     """Pair activities with their still-existing events, read in one query."""
     rows = list(activities)
-    pks = {a.event_pk for a in rows if a.event_pk is not None}
-    events = (
-        {
-            e.pk: e
-            for e in Event.objects.select_subclasses()
-            .select_related("actor__profile")
-            .filter(pk__in=pks)
-        }
-        if pks
-        else {}
-    )
+    events = events_by_pk({a.event_pk for a in rows if a.event_pk is not None})
     return [(a, events.get(a.event_pk) if a.event_pk is not None else None) for a in rows]
+
+
+def activities_by_pk(pks: Collection[int]) -> dict[int, ActivityWithEvent]:
+    """Activities (with actor and profile) and their events, in two queries."""
+    activities = Activity.objects.select_related("actor__profile").filter(pk__in=pks)
+    return {row[0].pk: row for row in with_events(activities)}
+
+
+def events_by_pk(pks: Collection[int]) -> dict[int, Event]:
+    """The still-existing events of ``pks`` as their subclasses, in one query (none if
+    ``pks`` is empty)."""
+    if not pks:
+        return {}
+    found = Event.objects.select_subclasses().select_related("actor__profile").filter(pk__in=pks)
+    return {event.pk: event for event in found}
 
 
 def concrete_event_models() -> list[type[Event]]:

@@ -16,6 +16,7 @@ from events.models import (
     Verb,
     Visibility,
 )
+from events.notifications import notify_for_event
 from events.publisher import activity_publish
 from events.stats import stats_invalidate_on_commit
 
@@ -50,11 +51,13 @@ def activity_record_user_joined(*, user: User) -> Activity:
     )
 
 
+@transaction.atomic(savepoint=False)  # the activity and its notifications, or neither
 def activity_record_event(*, event: Event, verb: str) -> Activity:
-    """Log that ``event`` was created, updated or deleted, with its visibility; its
-    actor's cached stats are invalidated once that commits."""
+    """Log that ``event`` was created, updated or deleted, with its visibility, and
+    write (or remove) what it notifies; its actor's cached stats are invalidated once
+    that commits."""
     stats_invalidate_on_commit(user_id=event.actor_id)
-    return _activity_append(
+    activity = _activity_append(
         kind=event.activity_kind,
         verb=verb,
         actor_id=event.actor_id,
@@ -62,6 +65,8 @@ def activity_record_event(*, event: Event, verb: str) -> Activity:
         message=event.activity_message(verb),
         event_pk=event.pk,
     )
+    notify_for_event(event=event, activity=activity, verb=verb)
+    return activity
 
 
 @transaction.atomic

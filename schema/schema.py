@@ -6,15 +6,16 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
-from schema import events, users
+from schema import events, notifications, users
 from schema.errors import CodedErrors
 from schema.limits import limit_extensions
 from schema.live.streams import SubscriptionsNeedAStream
 from schema.strings import StorableText
-from schema.subscriptions import Subscription
+from schema.subscriptions import Subscription as ActivitySubscription
 
-Query = merge_types("Query", (users.Query, events.Query))
-Mutation = merge_types("Mutation", (users.Mutation, events.Mutation))
+Query = merge_types("Query", (users.Query, events.Query, notifications.Query))
+Mutation = merge_types("Mutation", (users.Mutation, events.Mutation, notifications.Mutation))
+Subscription = merge_types("Subscription", (ActivitySubscription, notifications.Subscription))
 
 schema = strawberry.Schema(
     query=Query,
