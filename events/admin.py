@@ -16,7 +16,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from events.cursors import decode_activity_cursor, encode_activity_cursor
-from events.models import Activity, Comment, Event, StatusChange
+from events.models import Activity, Comment, Event, Notification, StatusChange
 
 EXCERPT_LENGTH = 80
 
@@ -116,4 +116,38 @@ class ActivityAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Activity | None = None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Notifications, read-only: the events' receivers write them, their deletes remove
+    them; nobody edits an inbox by hand."""
+
+    list_display = ("id", "recipient", "kind", "activity_message", "read", "created_at")
+    list_filter = ("kind", "read", "created_at")
+    search_fields = ("recipient__username", "activity__message")
+    list_select_related = ("recipient", "activity")
+    ordering = ("-id",)
+    show_full_result_count = False
+    fields = readonly_fields = (
+        "recipient",
+        "kind",
+        "activity",
+        "event_pk",
+        "read",
+        "created_at",
+    )
+
+    @admin.display(description="activity", ordering="activity_id")
+    def activity_message(self, notification: Notification) -> str:
+        return _excerpt(notification.activity.message)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Notification | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Notification | None = None) -> bool:
         return False

@@ -62,3 +62,9 @@ def demo_status(rng: random.Random) -> str:
 
 def demo_comment(rng: random.Random) -> str:
     return rng.choice(COMMENTS).format(thing=rng.choice(THINGS))
+
+
+def with_mention(rng: random.Random, text: str, usernames: list[str]) -> str:
+    """``text`` addressed to one of ``usernames`` (``@name``), as people write it."""
+    name = rng.choice(usernames)
+    return rng.choice(("@{name} {text}", "{text} cc @{name}")).format(name=name, text=text)

@@ -266,3 +266,24 @@ def test_actor_autocomplete_searches_users(admin_client: Client, alice: User, bo
     )
     assert response.status_code == 200
     assert [row["text"] for row in response.json()["results"]] == ["alice"]
+
+
+NOTIFICATIONS = "/admin/events/notification/"
+
+
+def test_the_admin_lists_notifications_read_only(
+    admin_client: Client, stream: dict[str, Event]
+) -> None:
+    from events.models import Notification
+
+    response = admin_client.get(NOTIFICATIONS)
+    assert response.status_code == 200
+    rows = response.context["cl"].result_list
+    assert [(n.recipient.username, n.kind) for n in rows] == [("alice", "COMMENT")]
+    assert "congrats on the launch" in response.content.decode()
+    notification = Notification.objects.get()
+    change = admin_client.get(f"{NOTIFICATIONS}{notification.pk}/change/")
+    assert change.status_code == 200 and b'name="read"' not in change.content
+    assert admin_client.get(f"{NOTIFICATIONS}add/").status_code == 403
+    deleted = admin_client.post(f"{NOTIFICATIONS}{notification.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 403 and Notification.objects.count() == 1

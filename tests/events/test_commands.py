@@ -73,7 +73,7 @@ def test_seed_demo_creates_the_requested_users_and_events_through_the_signals(
     assert {a.kind for a in activities[3:]} <= {ActivityKind.STATUS_CHANGE, ActivityKind.COMMENT}
     assert len(activities) == 15
     assert published == [a.pk for a in activities]
-    assert "15 activities logged (seed 7)" in out
+    assert "15 activities logged and " in out and "(seed 7)" in out
     assert out.rstrip().endswith("demo password: pulse-live-demo")
 
 
@@ -87,6 +87,16 @@ def test_seed_demo_writes_private_events_and_replies_each_author_may_see() -> No
     replies = list(Comment.objects.filter(target__isnull=False).select_related("target"))
     assert replies != []
     assert [r.pk for r in replies if r.target is None or not can_see(r.actor_id, r.target)] == []
+
+
+@pytest.mark.django_db
+def test_seed_demo_fills_the_inboxes_with_mentions_and_replies() -> None:
+    from events.models import Notification, NotificationKind
+
+    out, _ = run("seed_demo", "--users", "5", "--events", "40", "--seed", "3")
+    kinds = set(Notification.objects.values_list("kind", flat=True))
+    assert kinds == {NotificationKind.MENTION, NotificationKind.COMMENT}
+    assert f"{Notification.objects.count()} notifications written" in out
 
 
 @pytest.mark.django_db

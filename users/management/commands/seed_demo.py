@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from events import selectors, services
-from events.models import Comment, Event, Visibility
+from events.models import Comment, Event, Notification, Visibility
 from events.visibility import can_see
-from users.demo import DemoPerson, demo_comment, demo_person, demo_status
+from users.demo import DemoPerson, demo_comment, demo_person, demo_status, with_mention
 from users.services import profile_update
 
 # Printed for everyone to sign in with; passes Django's four validators (checked per user).
@@ -32,6 +32,7 @@ DEMO_PASSWORD = "pulse-live-demo"  # noqa: S105
 PRIVATE_SHARE = 0.15
 COMMENT_SHARE = 0.45
 REPLY_SHARE = 0.8
+MENTION_SHARE = 0.3  # of public events: so the demo inboxes are not empty
 
 
 def count(value: str) -> int:
@@ -71,6 +72,7 @@ class Command(BaseCommand):
         rng = random.Random(seed)  # noqa: S311
         password: str = options["password"]
         last_activity_before = selectors.latest_activity_id()
+        notifications_before = Notification.objects.count()
         # rich draws the bar itself; Django's wrapper would add newlines and colours.
         console = Console(file=getattr(self.stderr, "_out", sys.stderr))
         with Progress(console=console) as progress:
@@ -87,7 +89,9 @@ class Command(BaseCommand):
             f"Created {_plural(len(people), 'user')}, "
             f"{_plural(len(events) - comments, 'status change')} and "
             f"{_plural(comments, 'comment')} ({private} private); "
-            f"{_plural(activities, 'activity', 'activities')} logged (seed {seed})."
+            f"{_plural(activities, 'activity', 'activities')} logged and "
+            f"{_plural(Notification.objects.count() - notifications_before, 'notification')} "
+            f"written (seed {seed})."
         )
         if people:
             self.stdout.write("Users: " + ", ".join(user.username for user in people))
@@ -113,17 +117,26 @@ class Command(BaseCommand):
         for _ in range(number):
             actor = rng.choice(actors)
             visibility = Visibility.PRIVATE if rng.random() < PRIVATE_SHARE else Visibility.PUBLIC
+            others = [a.username for a in actors if a.pk != actor.pk]
+            mentions = others and visibility == Visibility.PUBLIC and rng.random() < MENTION_SHARE
             event: Event
             if rng.random() < COMMENT_SHARE:
                 # Reply only to what the actor may see, as the API allows.
                 targets = [e for e in events if can_see(actor.pk, e)]
                 target = rng.choice(targets) if targets and rng.random() < REPLY_SHARE else None
+                body = demo_comment(rng)
                 event = services.comment_create(
-                    actor=actor, body=demo_comment(rng), target=target, visibility=visibility
+                    actor=actor,
+                    body=with_mention(rng, body, others) if mentions else body,
+                    target=target,
+                    visibility=visibility,
                 )
             else:
+                status = demo_status(rng)
                 event = services.status_change_create(
-                    actor=actor, status=demo_status(rng), visibility=visibility
+                    actor=actor,
+                    status=with_mention(rng, status, others) if mentions else status,
+                    visibility=visibility,
                 )
             events.append(event)
             progress.advance(task)
