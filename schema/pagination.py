@@ -58,10 +58,12 @@ def connection(graphql_type: Any, *, default_first: int, **kwargs: Any) -> Any:
     field = strawberry_django.connection(
         graphql_type, max_results=settings.PULSE_MAX_PAGE_SIZE, **kwargs
     )
+    # strawberry chains field extensions so that the last one listed runs first: the
+    # connection goes first, so a permission extension (``IsSignedIn``) answers before
+    # the cursors are looked at (an anonymous caller is UNAUTHENTICATED whatever it sends).
+    others = [e for e in field.extensions if not isinstance(e, StrawberryDjangoConnectionExtension)]
     field.extensions = [
-        DefaultFirstConnectionExtension(default_first, max_results=settings.PULSE_MAX_PAGE_SIZE)
-        if isinstance(extension, StrawberryDjangoConnectionExtension)
-        else extension
-        for extension in field.extensions
+        DefaultFirstConnectionExtension(default_first, max_results=settings.PULSE_MAX_PAGE_SIZE),
+        *others,
     ]
     return field

@@ -6,6 +6,10 @@ cursors and out-of-range page sizes as GraphQL variables to ``POST /graphql/``. 
 answer must be JSON, either a success or errors that each carry one of the contract's
 codes (never ``INTERNAL``), with no stack trace, SQL or exception name in a message; a
 mutation that fails must leave every row of the database as it was.
+
+Subscriptions (the ``notifications`` one) go through the live engine itself, as every
+transport's adapter hands them over (``schema.live.engine``), with the same rules for
+every result, rejection, failure and streamed payload.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
@@ -28,9 +32,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from events import services as event_services
-from events.models import Activity, Comment, Event, StatusChange, Visibility
+from events.cursors import encode_notification_cursor
+from events.models import Activity, Comment, Event, Notification, StatusChange, Visibility
 from schema.ids import encode_activity_cursor, encode_global_id
+from schema.live.engine import get_engine
+from schema.schema import schema
 from tests.helpers import PASSWORD
+from tests.schema.live_sinks import RecordingSink, subscribe
 from users.models import ApiToken, Profile
 from users.tokens import token_issue
 
@@ -83,6 +91,23 @@ query($first: Int, $after: String, $last: Int, $before: String, $kind: EventKind
 ACTIVITIES = """
 query($after: String, $first: Int) { activities(after: $after, first: $first) { cursor eventId } }
 """
+NOTIFICATIONS = """
+query($first: Int, $after: String, $last: Int, $before: String, $unreadOnly: Boolean) {
+  notifications(
+    first: $first, after: $after, last: $last, before: $before, unreadOnly: $unreadOnly
+  ) {
+    totalCount
+    edges { cursor node { id cursor kind read activity { message eventId event { id } } } }
+    pageInfo { hasNextPage endCursor }
+  }
+  unreadNotificationCount
+}"""
+MARK_NOTIFICATIONS_READ = """
+mutation($ids: [ID!], $upTo: String) { markNotificationsRead(ids: $ids, upTo: $upTo) }"""
+LIVE_NOTIFICATIONS = """
+subscription($after: String) {
+  notifications(after: $after) { unreadCount notification { id cursor kind activity { message } } }
+}"""
 
 # The contract's codes, narrowed to those each operation can legitimately answer with.
 VALIDATION = "GRAPHQL_VALIDATION_FAILED"
@@ -91,6 +116,9 @@ NODE_CODES = frozenset({VALIDATION})  # a malformed or unknown id is `null`, not
 CREATE_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED"})
 LOGIN_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED", "RATE_LIMITED"})
 CHANGE_CODES = CREATE_CODES | {"NOT_FOUND", "FORBIDDEN"}
+INBOX_CODES = QUERY_CODES | {"UNAUTHENTICATED"}
+MARK_READ_CODES = CREATE_CODES
+LIVE_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED"})
 
 # Internals that must never reach a client, in any message.
 LEAK = re.compile(
@@ -220,6 +248,8 @@ TYPE_NAMES = [
     "arrayconnection",
     "activity",
     "user",
+    "Notification",
+    "notification",
     "",
 ]
 NUMBER_TEXTS = [
@@ -254,6 +284,12 @@ REAL_IDS = [
     "swapped:alice_public_as_user",
 ]
 REAL_CURSORS = ["connection:first_item", "activity:first", "activity:last"]
+REAL_NOTIFICATION_IDS = ["notification:alice", "notification:bob"]
+REAL_NOTIFICATION_CURSORS = [
+    "notification-cursor:alice",
+    "notification-cursor:bob",
+    "notification-cursor:zero",
+]
 ids = mostly(
     st.one_of(
         hostile_text,
@@ -293,6 +329,40 @@ def enum_values(names: Iterable[str]) -> st.SearchStrategy[Any]:
     return mostly(st.one_of(st.sampled_from(names + near_misses + ["", "SECRET"]), st.none()))
 
 
+flags = mostly(st.one_of(st.booleans(), st.none(), st.sampled_from(["true", 0, 1, "false"])))
+notification_id = st.one_of(
+    hostile_text,
+    opaque_like,
+    junk_base64,
+    st.integers(),
+    st.sampled_from([Real(name) for name in (*REAL_IDS, *REAL_NOTIFICATION_IDS)]),
+)
+notification_ids = mostly(
+    st.one_of(
+        st.lists(st.one_of(notification_id, notification_id, st.none(), any_json), max_size=6),
+        st.builds(  # at and around the cap on how many ids one call takes
+            lambda n, name: [Real(name)] * n,
+            st.sampled_from([99, 100, 101, 1000]),
+            st.sampled_from(REAL_NOTIFICATION_IDS),
+        ),
+        notification_id,  # one value where a list is expected: GraphQL makes it a list
+        st.none(),
+    )
+)
+notification_cursors = mostly(
+    st.one_of(
+        hostile_text,
+        opaque_like,
+        junk_base64,
+        st.none(),
+        st.builds(
+            lambda number, urlsafe: b64(f"notification:{number}", urlsafe=urlsafe),
+            NUMBERS,
+            st.booleans(),
+        ),
+        st.sampled_from([Real(name) for name in (*REAL_CURSORS, *REAL_NOTIFICATION_CURSORS)]),
+    )
+)
 visibilities = enum_values(["PUBLIC", "PRIVATE"])
 event_kinds = enum_values(["STATUS_CHANGE", "COMMENT", "USER_JOINED"])
 viewers = st.sampled_from(["alice", "bob", None])
@@ -307,6 +377,8 @@ class World:
 
     tokens: dict[str, str]
     real: dict[str, str]
+    users: dict[str, User] = field(default_factory=dict)
+    inbox_cursors: dict[str, set[str]] = field(default_factory=dict)  # of each one's own
 
     def resolve(self, value: Any) -> Any:
         """``value`` with each :class:`Real` replaced and each omitted entry dropped."""
@@ -338,9 +410,26 @@ def world(make_user: Callable[..., User]) -> World:
     bob_comment = event_services.comment_create(
         actor=bob, body="bob on it", target=public, visibility=Visibility.PRIVATE
     )
+    # Notifications: alice a MENTION and a COMMENT, bob a MENTION.
+    event_services.status_change_create(actor=bob, status="hi @alice", visibility=Visibility.PUBLIC)
+    event_services.comment_create(
+        actor=bob, body="@alice look", target=public, visibility=Visibility.PUBLIC
+    )
+    event_services.status_change_create(
+        actor=alice, status="ping @bob", visibility=Visibility.PUBLIC
+    )
+    inbox = {
+        user.username: list(Notification.objects.filter(recipient=user).order_by("-id"))
+        for user in (alice, bob)
+    }
+    assert len(inbox["alice"]) == 2 and len(inbox["bob"]) == 1
     first_activity, last_activity = Activity.objects.first(), Activity.objects.last()
     assert first_activity is not None and last_activity is not None
     return World(
+        users={"alice": alice, "bob": bob},
+        inbox_cursors={
+            name: {encode_notification_cursor(n.pk) for n in notes} for name, notes in inbox.items()
+        },
         tokens={"alice": token_issue(user=alice), "bob": token_issue(user=bob)},
         real={
             "user:alice": encode_global_id("User", alice.pk),
@@ -356,6 +445,11 @@ def world(make_user: Callable[..., User]) -> World:
             "connection:first_item": b64("arrayconnection:0"),
             "activity:first": encode_activity_cursor(first_activity.pk),
             "activity:last": encode_activity_cursor(last_activity.pk),
+            "notification:alice": encode_global_id("Notification", inbox["alice"][0].pk),
+            "notification:bob": encode_global_id("Notification", inbox["bob"][0].pk),
+            "notification-cursor:alice": encode_notification_cursor(inbox["alice"][-1].pk),
+            "notification-cursor:bob": encode_notification_cursor(inbox["bob"][0].pk),
+            "notification-cursor:zero": encode_notification_cursor(0),
         },
     )
 
@@ -368,6 +462,7 @@ SNAPSHOT_MODELS: list[type[models.Model]] = [
     StatusChange,
     Comment,
     Activity,
+    Notification,
 ]
 
 
@@ -560,6 +655,44 @@ def test_delete_event(world: World, variables: dict[str, Any], viewer: str | Non
     check_mutation(world, DELETE_EVENT, variables, viewer, CHANGE_CODES - {"BAD_USER_INPUT"})
 
 
+def others_notifications(viewer: str | None) -> list[tuple[Any, ...]]:
+    """Every notification that is not ``viewer``'s, field by field."""
+    rows = Notification.objects.order_by("pk")
+    if viewer is not None:
+        rows = rows.exclude(recipient__username=viewer)
+    return list(rows.values_list("pk", "recipient_id", "kind", "activity_id", "event_pk", "read"))
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries({"ids": notification_ids, "upTo": notification_cursors}),
+    viewer=viewers,
+)
+@example(variables={"ids": ["\ud800"]}, viewer="alice")
+@example(variables={"ids": [None]}, viewer="alice")
+@example(variables={"ids": [1.5, {"id": 1}, []]}, viewer="alice")
+@example(variables={"ids": Real("notification:bob")}, viewer="alice")
+@example(variables={"ids": [b64("Notification:" + "9" * 18)]}, viewer="alice")
+@example(variables={"ids": [b64("Notification:-1")]}, viewer="alice")
+@example(variables={"ids": [b64("Notification:\ud800")]}, viewer="alice")
+@example(variables={"upTo": "\ud800"}, viewer="alice")
+@example(variables={"upTo": b64("notification:" + "9" * 18, urlsafe=True)}, viewer="alice")
+@example(variables={"upTo": b64("notification:" + "9" * 30, urlsafe=True)}, viewer="alice")
+@example(variables={"upTo": b64("notification:-1", urlsafe=True)}, viewer="alice")
+@example(variables={"upTo": Real("notification-cursor:bob")}, viewer="alice")
+@example(variables={"ids": [], "upTo": None}, viewer="bob")
+def test_mark_notifications_read(
+    world: World, variables: dict[str, Any], viewer: str | None
+) -> None:
+    """Whatever it is sent, it answers a count or a coded error, and marks nothing of
+    anyone but the caller."""
+    others = others_notifications(viewer)
+    body = check_mutation(world, MARK_NOTIFICATIONS_READ, variables, viewer, MARK_READ_CODES)
+    assert others_notifications(viewer) == others
+    if "errors" not in body:
+        assert isinstance(body["data"]["markNotificationsRead"], int)
+
+
 @pytest.mark.parametrize("text", ["a\x00b", "\x00", "a\ud800b", "\udfff"])
 @pytest.mark.parametrize(
     ("query", "variables"),
@@ -637,6 +770,100 @@ def test_events_connection(world: World, variables: dict[str, Any], viewer: str 
 @example(variables={"after": b64("activity:" + "9" * 30)}, viewer=None)
 def test_activities(world: World, variables: dict[str, Any], viewer: str | None) -> None:
     check_query(world, ACTIVITIES, variables, viewer, QUERY_CODES)
+
+
+@HOSTILE
+@given(
+    variables=st.fixed_dictionaries(
+        {
+            "first": page_sizes,
+            "after": notification_cursors,
+            "last": page_sizes,
+            "before": notification_cursors,
+            "unreadOnly": flags,
+        }
+    ),
+    viewer=viewers,
+)
+@example(variables={"first": 2**31}, viewer="alice")
+@example(variables={"first": 101, "unreadOnly": True}, viewer="alice")
+@example(variables={"unreadOnly": "true"}, viewer="alice")
+@example(variables={"unreadOnly": None}, viewer="bob")
+@example(variables={"after": Real("notification-cursor:alice")}, viewer="alice")
+@example(variables={"after": b64("arrayconnection:" + "9" * 30)}, viewer="alice")
+@example(variables={"after": b64("arrayconnection:" + "9" * 18)}, viewer="alice")
+@example(variables={"before": b64("arrayconnection:0"), "last": 2**31 - 1}, viewer="alice")
+@example(variables={"first": 0, "last": 0}, viewer="bob")
+@example(variables={"after": "\ud800"}, viewer=None)
+def test_notifications_connection(
+    world: World, variables: dict[str, Any], viewer: str | None
+) -> None:
+    body = check_query(world, NOTIFICATIONS, variables, viewer, INBOX_CODES)
+    if "errors" not in body:
+        cursors = {e["node"]["cursor"] for e in body["data"]["notifications"]["edges"]}
+        assert viewer is not None and cursors <= world.inbox_cursors[viewer]
+
+
+# Subscriptions ----------------------------------------------------------------------
+
+
+async def check_subscription(world: World, query: str, variables: Any, viewer: str | None) -> None:
+    """Open one subscription on the live engine; everything it sends (a result, a
+    rejection, a failure, streamed payloads) is data or errors with a contract code,
+    and only the viewer's own notifications stream."""
+    engine = get_engine(schema)
+    sink = RecordingSink()
+    user = world.users[viewer] if viewer is not None else None
+    resolved = None if variables is OMIT else world.resolve(variables)
+    subscriber = await subscribe(engine, sink, query, resolved, user)
+    try:
+        errors: list[Mapping[str, Any]] = [
+            error.formatted
+            for result in (*sink.results, *sink.rejected)
+            for error in result.errors or []
+        ]
+        errors += [error for failed in sink.errors for error in failed]
+        errors += [error for payload in sink.payloads for error in payload.get("errors") or []]
+        for error in errors:
+            message, code = error.get("message"), (error.get("extensions") or {}).get("code")
+            assert isinstance(message, str) and not leaks(message), error
+            assert code in LIVE_CODES, error
+        assert not sink.aborted
+        if subscriber is None:
+            # Refused (it did not validate), or answered with errors and completed.
+            assert errors and (sink.rejected or sink.completed), sink.results
+        else:
+            assert viewer is not None
+        for payload in sink.payloads:
+            update = payload["data"]["notifications"]
+            assert isinstance(update["unreadCount"], int)
+            if update["notification"] is not None:
+                assert viewer is not None
+                assert update["notification"]["cursor"] in world.inbox_cursors[viewer]
+    finally:
+        if subscriber is not None:
+            engine.end(subscriber)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections")
+@HOSTILE
+@given(  # variables are an object or none: the adapters refuse anything else before the engine
+    variables=st.one_of(st.fixed_dictionaries({"after": notification_cursors}), st.just(OMIT)),
+    viewer=viewers,
+)
+@example(variables={"after": "\ud800"}, viewer="alice")
+@example(variables={"after": b64("notification:" + "9" * 30, urlsafe=True)}, viewer="alice")
+@example(variables={"after": b64("notification:" + "9" * 18, urlsafe=True)}, viewer="alice")
+@example(variables={"after": b64("notification:-1", urlsafe=True)}, viewer="alice")
+@example(variables={"after": Real("notification-cursor:zero")}, viewer="alice")
+@example(variables={"after": Real("notification-cursor:bob")}, viewer="alice")
+@example(variables={"after": Real("activity:first")}, viewer="bob")
+@example(variables={"after": 5}, viewer="bob")
+@example(variables={"after": ["x"]}, viewer="bob")
+@example(variables={"after": Real("notification-cursor:zero")}, viewer=None)
+async def test_notifications_subscription(world: World, variables: Any, viewer: str | None) -> None:
+    await check_subscription(world, LIVE_NOTIFICATIONS, variables, viewer)
 
 
 # Credentials ------------------------------------------------------------------------
