@@ -112,15 +112,19 @@ NOTIFICATION_LOG = Log(
 
 @dataclass(frozen=True)
 class NotificationStream:
-    """The ``notifications`` subscription of one recipient (the signed-in viewer)."""
+    """The ``notifications`` subscription: each subscriber's own inbox.
+
+    It names no recipient: subscribers of one document share a shape whoever they are,
+    and ``audience`` gives each entry to its recipient alone.
+    """
 
     log: ClassVar[Log] = NOTIFICATION_LOG
 
-    recipient_id: int
     after_id: int | None
 
-    def matches(self, entry: NotificationEntry) -> bool:
-        return entry.recipient_id == self.recipient_id
+    @staticmethod
+    def matches(entry: NotificationEntry) -> bool:
+        return True
 
     @staticmethod
     def audience(viewer_id: int | None, entry: NotificationEntry) -> Audience | None:
@@ -139,13 +143,14 @@ class NotificationStream:
     def resume_after(cursor: str) -> int | None:
         return decode_notification_cursor(cursor)
 
+    @staticmethod
     def replay_page(
-        self, *, viewer_id: int | None, after_id: int, limit: int
+        *, viewer_id: int | None, after_id: int, limit: int
     ) -> list[NotificationEntry]:
-        if viewer_id != self.recipient_id:
+        if viewer_id is None:
             return []
         return notifications.notifications_after_for(
-            recipient_id=self.recipient_id, after_id=after_id, limit=limit
+            recipient_id=viewer_id, after_id=after_id, limit=limit
         )
 
     @staticmethod
@@ -231,12 +236,8 @@ class Subscription:
     ) -> AsyncGenerator[NotificationUpdateType, None]:
         """Signed-in only. Replays the caller's notifications after ``after``, oldest
         first, then streams new ones and every change of their unread count."""
-        file_stream(
-            info,
-            NotificationStream(
-                recipient_id=cast(int, require_user(info).pk),  # else UNAUTHENTICATED
-                after_id=parse_notification_cursor(after, "after") if after is not None else None,
-            ),
-        )
+        require_user(info)  # else UNAUTHENTICATED
+        after_id = parse_notification_cursor(after, "after") if after is not None else None
+        file_stream(info, NotificationStream(after_id=after_id))
         return
         yield  # the engine streams

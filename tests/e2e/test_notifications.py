@@ -53,6 +53,8 @@ async def test_the_badge_follows_on_every_tab_and_transport(server: str) -> None
         assert update(await tab1.next_data()) == (0, None)  # read elsewhere: count only
         assert await sse_update(tab2) == (0, None)
         assert await others.nothing_within(0.5)  # nobody sees bob's notifications
+        await ahttp_gql(server, POST, {"s": f"and @{cy}"}, alice_token)  # her own, live
+        assert update(await others.next_data()) == (1, "MENTION")
     await tab1.close()
     await others.close()
 

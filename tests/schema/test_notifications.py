@@ -170,6 +170,10 @@ async def test_the_subscription_replays_streams_and_follows_the_count(
     await eventually(lambda: len(tab1.payloads) == 3 and len(tab2.payloads) == 2)
     assert updates(tab1)[-1] == updates(tab2)[-1] == (0, None)  # both tabs agree
     assert cys.payloads == []  # nobody sees another user's notifications
+    await sync_to_async(mention)(alice, "now @cy")  # the same document, her own inbox
+    await eventually(lambda: len(cys.payloads) == 1)
+    assert updates(cys) == [(1, "MENTION")]
+    assert (len(tab1.payloads), len(tab2.payloads)) == (3, 2)  # nothing of cy's
     for sink in (tab1, tab2):
         cursors = [p["data"]["notifications"]["notification"] for p in sink.payloads]
         assert len({c["cursor"] for c in cursors if c}) == len([c for c in cursors if c])
