@@ -16,6 +16,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
+from users.presence import presence_tracker
+
 ANONYMOUS_USER = AnonymousUser()  # stateless: one instance serves every socket
 
 
@@ -40,7 +42,10 @@ def session_user(session_key: str) -> User | AnonymousUser:
 
 class SocketsPerUser:
     """How many live connections (WebSockets, SSE and multipart streams) each signed-in
-    user has open in this process, with a cap (``PULSE_MAX_SOCKETS_PER_USER``)."""
+    user has open in this process, with a cap (``PULSE_MAX_SOCKETS_PER_USER``).
+
+    Each claimed and released connection is reported to presence (``users.presence``),
+    which only counts, without waiting: these run on the server's event loop."""
 
     def __init__(self) -> None:
         self.open: collections.Counter[int] = collections.Counter()
@@ -50,10 +55,12 @@ class SocketsPerUser:
         if self.open[user_id] >= settings.PULSE_MAX_SOCKETS_PER_USER:
             return False
         self.open[user_id] += 1
+        presence_tracker().connection_opened(user_id)
         return True
 
     def release(self, user_id: int) -> None:
         """Forget one closed socket of ``user_id``."""
+        presence_tracker().connection_closed(user_id)
         self.open[user_id] -= 1
         if self.open[user_id] <= 0:
             del self.open[user_id]

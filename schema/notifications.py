@@ -144,9 +144,7 @@ class NotificationStream:
         return decode_notification_cursor(cursor)
 
     @staticmethod
-    def replay_page(
-        *, viewer_id: int | None, after_id: int, limit: int
-    ) -> list[NotificationEntry]:
+    def replay_page(*, viewer_id: int | None, after_id: int, limit: int) -> list[NotificationEntry]:
         if viewer_id is None:
             return []
         return notifications.notifications_after_for(

@@ -6,7 +6,7 @@ import asyncio
 import weakref
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -21,13 +21,14 @@ from strawberry.dataloader import DataLoader
 from strawberry_django.relay import DjangoListConnection
 
 from events.stats import stats_for
-from schema.context import Info, client_address, require_user, viewer, viewer_id
+from schema.context import AudienceContext, Info, client_address, require_user, viewer, viewer_id
 from schema.errors import bad_user_input, rate_limited, unauthenticated
 from schema.ids import decode_pk
 from schema.pagination import connection
 from schema.permissions import IsSignedIn
 from users import services
 from users.models import Profile
+from users.presence import presence_tracker
 from users.ratelimit import LoginAttempt
 from users.tokens import token_issue, token_revoke
 
@@ -71,6 +72,45 @@ def stats_loader() -> DataLoader[int, UserStatsType]:
     return loader
 
 
+def as_datetime(timestamp: float | None) -> datetime | None:
+    """A Unix time as an aware datetime (``None`` stays ``None``)."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+async def _load_states(user_ids: list[int]) -> list[tuple[bool, datetime | None]]:
+    states = await asyncio.to_thread(presence_tracker().states, user_ids)
+    found = [states.get(pk) for pk in user_ids]
+    return [(s.online, as_datetime(s.last_seen)) if s else (False, None) for s in found]
+
+
+_state_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DataLoader[int, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def presence_loader() -> DataLoader[int, tuple[bool, datetime | None]]:
+    """Batches ``User.online``/``lastSeenAt`` of an operation into one store round trip."""
+    loop = asyncio.get_running_loop()
+    loader = _state_loaders.get(loop)
+    if loader is None:
+        loader = _state_loaders[loop] = DataLoader(load_fn=_load_states, cache=False)
+    return loader
+
+
+def signed_in(info: Info) -> bool:
+    """Whether the operation (or the live audience it runs for) is a signed-in viewer's."""
+    if isinstance(info.context, AudienceContext):
+        return info.context.signed_in
+    return viewer_id(info) is not None
+
+
+async def user_presence(root: User, info: Info) -> tuple[bool, datetime | None]:
+    """``(online, lastSeenAt)`` of a user; ``(False, None)`` for anonymous viewers."""
+    if not signed_in(info):
+        return False, None
+    return await presence_loader().load(root.pk)
+
+
 @strawberry_django.type(User, name="User")
 class UserType(relay.Node):
     username: str
@@ -87,6 +127,16 @@ class UserType(relay.Node):
     async def stats(self, root: User) -> UserStatsType:
         """Public posting stats, from the cache (never from before a write's response)."""
         return await stats_loader().load(root.pk)
+
+    @strawberry_django.field(only=["id"])
+    async def online(self, root: User, info: Info) -> bool:
+        """Online now (``users.presence``); always false for anonymous viewers."""
+        return (await user_presence(root, info))[0]
+
+    @strawberry_django.field(only=["id"])
+    async def last_seen_at(self, root: User, info: Info) -> datetime | None:
+        """When last seen online; null if never, and always null for anonymous viewers."""
+        return (await user_presence(root, info))[1]
 
 
 @strawberry.type

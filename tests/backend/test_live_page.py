@@ -84,3 +84,25 @@ def test_the_stream_starts_before_the_viewers_twenty_newest_activities(
 
 def test_a_short_log_is_shown_from_its_start(client: Client, alice: User) -> None:
     assert decode_activity_cursor(page_config(client)["startCursor"]) == 0
+
+
+def test_the_page_has_the_badge_the_notification_list_and_online_now(
+    client: Client, db: None
+) -> None:
+    """Hidden until the script knows a signed-in viewer (anonymous viewers get none)."""
+    html = client.get("/").content.decode()
+
+    assert re.search(r'<div id="notifications" class="notifications" hidden>', html)
+    toggle = re.search(r'<button type="button" id="notifications-toggle"([^>]*)>', html)
+    assert toggle is not None
+    assert 'aria-expanded="false"' in toggle.group(1)
+    assert 'aria-controls="notifications-panel"' in toggle.group(1)
+    badge = re.search(r'<span id="unread-badge"([^>]*)>', html)
+    assert badge is not None and 'aria-live="polite"' in badge.group(1)
+    assert '<span id="unread-count"></span>' in html  # empty until the count is read
+    assert re.search(r'<section id="notifications-panel"[^>]*\shidden>', html)
+    assert '<button type="button" id="mark-all-read" class="link">Mark all read</button>' in html
+    assert '<ol id="notification-list"' in html
+    assert re.search(r'<section id="online" class="panel"[^>]*\shidden>', html)
+    assert "Online now" in html
+    assert '<ul id="online-list"' in html

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Locator,
     Page,
     Request,
     Response,
@@ -27,7 +29,7 @@ from playwright.sync_api import (
 )
 
 from tests.e2e.clients import http_gql, sign_up
-from tests.e2e.servers import ROOT, DaphneServer
+from tests.e2e.servers import ROOT, DaphneServer, daphne_server
 
 # The in-process channel layer is enough here: Redis fan-out has its own e2e tests.
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("daphne", ["inmemory"], indirect=True)]
@@ -37,6 +39,9 @@ PASSWORD = "correct horse 9 battery"  # the one tests.e2e.clients.sign_up uses
 TIMEOUT_MS = 15_000
 SUBSCRIPTION = "subscription { activity { kind message } }"
 POST = "mutation($s: String!) { createStatusChange(input: {status: $s}) { id } }"
+
+PRESENCE_TIMEOUT_SECONDS = 2  # how long a sign-in alone keeps its user online here
+SIGNED_IN_ONLY = ("notifications", "unreadNotificationCount", "onlineUsers", "presence")
 
 names = (f"browser{n}" for n in itertools.count())
 
@@ -357,3 +362,153 @@ def test_event_source_resumes_by_itself_after_a_server_restart(
     assert [item["id"] for item in got] == [
         item["data"]["data"]["activity"]["cursor"] for item in got
     ]
+
+
+def unread_count(page: Page) -> Locator:
+    return page.locator("#unread-count")
+
+
+def online_row(page: Page, username: str) -> Locator:
+    return page.locator(f'#online-list .online-user[data-username="{username}"]')
+
+
+def subscribed_queries(context: Watched) -> list[str]:
+    """The documents of every operation the context's pages sent over their sockets."""
+    return [
+        str(frame["payload"]["query"])  # type: ignore[index]
+        for frame in context.frames_sent
+        if frame.get("type") == "subscribe"
+    ]
+
+
+def test_an_anonymous_viewer_gets_no_badge_no_presence_and_asks_for_neither(
+    browser: Browser, server: str, watched: list[Watched]
+) -> None:
+    author, viewer = next(names), next(names)
+    token = sign_up(server, author)
+    sign_up(server, viewer)
+    visitor = new_context(watched, browser, server)
+    page = visitor.open("/")
+    expect_live(page)
+    body = http_gql(server, POST, {"s": f"hello @{viewer}"}, token)
+    assert "errors" not in body, body
+    expect(page.locator("#stream .activity-message").first).to_contain_text(f"hello @{viewer}")
+
+    expect(page.locator("#notifications")).to_be_hidden()
+    expect(page.locator("#online")).to_be_hidden()
+    anonymous = subscribed_queries(visitor)
+    assert len(anonymous) == 1 and "activity(" in anonymous[0], anonymous
+    assert not any(name in anonymous[0] for name in SIGNED_IN_ONLY)
+
+    sign_in(page, viewer)  # no reload: the new socket asks for them
+    expect(page.locator("#notifications")).to_be_visible()
+    expect(unread_count(page)).to_have_text("1")
+    expect(online_row(page, viewer)).to_contain_text("(you)")
+    signed_in = subscribed_queries(visitor)[1:]
+    for name in ("notifications(", "presence {", "unreadNotificationCount", "onlineUsers("):
+        assert any(name in query for query in signed_in), (name, signed_in)
+    visitor.assert_clean()
+
+
+def test_the_unread_badge_follows_in_another_tab_when_read(
+    browser: Browser, server: str, watched: list[Watched]
+) -> None:
+    alice, bob = next(names), next(names)
+    alice_token = sign_up(server, alice)
+    sign_up(server, bob)
+    bobs = new_context(watched, browser, server)
+    tab1 = bobs.open("/")
+    sign_in(tab1, bob)
+    tab2 = bobs.open("/")  # the same browser: signed in by the session cookie
+    expect(tab2.locator("#viewer-name")).to_have_text(bob)
+    expect_live(tab2)
+    tabs = (tab1, tab2)
+    for tab in tabs:  # the count is read once the socket's subscriptions are sent
+        expect(unread_count(tab)).to_have_text("0")
+
+    hostile = f"<img src=x onerror=alert(1)> notes for @{bob}"
+    assert "errors" not in http_gql(server, POST, {"s": hostile}, alice_token)
+    for tab in tabs:
+        expect(unread_count(tab)).to_have_text("1")
+        expect(tab.get_by_role("button", name="Notifications 1 unread")).to_be_visible()
+    expect(tab1).to_have_title("(1) Pulse · live activity")
+
+    toggle = tab1.locator("#notifications-toggle")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    rows = tab1.locator("#notification-list .notification")
+    expect(rows).to_have_count(1)
+    first = rows.first
+    expect(first.locator(".activity-message")).to_have_text(
+        f"{alice} changed status to '{hostile}'"
+    )
+    expect(first.locator(".badge.kind-mention")).to_have_text("Mention")
+    expect(first.locator("time")).not_to_be_empty()
+    expect(first).to_have_class(re.compile(r"\bunread\b"))
+    assert tab1.locator("#notification-list img").count() == 0  # user text stays text
+
+    # One more while the list is open: prepended, and both badges count it.
+    assert "errors" not in http_gql(server, POST, {"s": f"@{bob} one more"}, alice_token)
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator(".activity-message")).to_have_text(
+        f"{alice} changed status to '@{bob} one more'"
+    )
+    for tab in tabs:
+        expect(unread_count(tab)).to_have_text("2")
+
+    tab1.get_by_role("button", name="Mark all read").click()
+    expect(tab1.locator("#notification-list .notification.unread")).to_have_count(0)
+    for tab in tabs:  # tab 2 follows through its subscription, without a reload
+        expect(unread_count(tab)).to_have_text("0")
+    expect(tab2).to_have_title("Pulse · live activity")
+    tab1.keyboard.press("Escape")
+    expect(tab1.locator("#notifications-panel")).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    bobs.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def presence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A daphne on which a sign-in alone keeps its user online for two seconds only."""
+    env = {"PULSE_PRESENCE_TIMEOUT_SECONDS": str(PRESENCE_TIMEOUT_SECONDS)}
+    with daphne_server(tmp_path_factory.mktemp("daphne-presence"), env=env) as process:
+        yield process.base
+
+
+def test_online_now_shows_who_opens_the_page_and_drops_who_closes_it(
+    browser: Browser, presence_server: str, watched: list[Watched]
+) -> None:
+    server = presence_server
+    alice, bob = next(names), next(names)
+    sign_up(server, alice)  # these API sign-ins make them online for the timeout
+    sign_up(server, bob)
+    bobs = new_context(watched, browser, server)
+    bob_page = bobs.open("/")
+    sign_in(bob_page, bob)
+    expect(online_row(bob_page, bob)).to_contain_text("(you)")
+    alice_row = online_row(bob_page, alice)
+    # Her API sign-in expires (the wait allows for it: the timeout plus one sweep).
+    expect(alice_row).to_have_count(0)
+
+    alices = new_context(watched, browser, server)
+    alice_page = alices.open("/")
+    sign_in(alice_page, alice)
+    expect(alice_row).to_have_count(1)
+    expect(alice_row.locator(".online-name")).to_have_attribute(
+        "title", f"{alice}: 0 statuses · 0 comments · no posts yet"
+    )  # her stats on her name
+    expect(alice_row).not_to_contain_text("(you)")
+    alice_page.close()  # her sign-in still counts, for the rest of its timeout
+    expect(alice_row).to_have_count(0)
+
+    # Still signed in (the session cookie), without signing in again: only her open
+    # page keeps her online now, and closing it makes her offline at once.
+    alice_page = alices.open("/")
+    expect(alice_page.locator("#viewer-name")).to_have_text(alice)
+    expect_live(alice_page)
+    expect(alice_row).to_have_count(1)
+    expect(bob_page.locator("#online-count")).to_have_text("2")
+    alice_page.close()
+    expect(alice_row).to_have_count(0, timeout=PRESENCE_TIMEOUT_SECONDS * 1000)
+    expect(bob_page.locator("#online-count")).to_have_text("1")
+    bobs.assert_clean()

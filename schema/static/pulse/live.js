@@ -1,7 +1,10 @@
 // Pulse's live page: sign in, post, and watch the activity stream update live.
 // Mutations go over HTTP (session cookie + X-CSRFToken); the stream is the `activity`
-// subscription over the vendored graphql-ws client. User text is only ever set with
-// textContent (the page's CSP enforces Trusted Types, so HTML sinks would throw).
+// subscription over the vendored graphql-ws client. A signed-in viewer also gets, on
+// the same socket, the `notifications` subscription (the unread badge and the list)
+// and the `presence` subscription ("Online now"); anonymous viewers send neither.
+// User text is only ever set with textContent (the page's CSP enforces Trusted Types,
+// so HTML sinks would throw).
 (function () {
   "use strict";
 
@@ -9,12 +12,15 @@
   var MAX_ITEMS = 200;
   var LENGTHS = { status: 280, comment: 5000 };
   var KIND_LABELS = { USER_JOINED: "Joined", STATUS_CHANGE: "Status", COMMENT: "Comment" };
+  var NOTIFICATION_LABELS = { MENTION: "Mention", COMMENT: "Reply" };
+  var MAX_NOTIFICATIONS = 50;
+  var STATS = "stats { statusCount commentCount lastPostedAt }";
 
   var ACTIVITY = [
     "subscription Live($after: String) {",
     "  activity(after: $after) {",
     "    cursor kind verb message occurredAt eventId",
-    "    actor { username stats { statusCount commentCount } }",
+    "    actor { username " + STATS + " }",
     "    event { id visibility }",
     "  }",
     "}",
@@ -28,6 +34,22 @@
     "mutation Post($i: CreateStatusChangeInput!) { createStatusChange(input: $i) { id } }";
   var POST_COMMENT =
     "mutation Comment($i: CreateCommentInput!) { createComment(input: $i) { id } }";
+
+  // Signed-in viewers only (the server refuses them anonymously; the page never asks).
+  var NOTIFICATION = "id cursor kind read createdAt activity { message actor { username } }";
+  var NOTIFICATIONS_LIVE = [
+    "subscription Notifications($after: String) {",
+    "  notifications(after: $after) { unreadCount notification { " + NOTIFICATION + " } }",
+    "}",
+  ].join("\n");
+  var UNREAD = "query Unread { unreadNotificationCount }";
+  var INBOX =
+    "query Inbox { unreadNotificationCount notifications(first: 20) { edges { node { " +
+    NOTIFICATION + " } } } }";
+  var MARK_READ = "mutation MarkRead($upTo: String) { markNotificationsRead(upTo: $upTo) }";
+  var USER = "id username lastSeenAt " + STATS;
+  var ONLINE = "query Online { onlineUsers(first: 50) { " + USER + " } }";
+  var PRESENCE = "subscription Presence { presence { online user { " + USER + " } } }";
 
   function $(id) {
     return document.getElementById(id);
@@ -107,6 +129,19 @@
     return count + " " + (count === 1 ? one : many);
   }
 
+  // "bob: 2 statuses · 1 comment" (public posting stats, cached on the server).
+  function statsText(username, stats) {
+    return username + ": " + plural(stats.statusCount, "status", "statuses") + " · " +
+      plural(stats.commentCount, "comment", "comments");
+  }
+
+  // The same with when they last posted, for a name's tooltip.
+  function statsTitle(username, stats) {
+    var last = stats.lastPostedAt ? new Date(stats.lastPostedAt) : null;
+    return statsText(username, stats) + " · " +
+      (last && !isNaN(last) ? "last posted " + last.toLocaleString() : "no posts yet");
+  }
+
   function element(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -139,9 +174,9 @@
     var stats = activity.actor && activity.actor.stats;
     if (stats) {
       // The author's public posting stats when this happened (cached on the server).
-      item.appendChild(element("p", "actor-stats", activity.actor.username + ": " +
-        plural(stats.statusCount, "status", "statuses") + " · " +
-        plural(stats.commentCount, "comment", "comments")));
+      var line = element("p", "actor-stats", statsText(activity.actor.username, stats));
+      line.title = statsTitle(activity.actor.username, stats);
+      item.appendChild(line);
     }
 
     if (activity.event) {
@@ -196,6 +231,11 @@
         connected: function () {
           failures = 0;
           setConnection("live", "Live");
+          // After this socket's subscriptions are sent (they resume on the same
+          // microtask): read the state they only report changes of.
+          setTimeout(function () {
+            if (created === client) refreshSignedIn();
+          }, 0);
         },
         closed: function () {
           if (created === client) setConnection("offline", "Offline: reconnecting…");
@@ -244,11 +284,304 @@
   // A new socket, authenticated by the current session cookie, resuming after lastCursor.
   function reconnect() {
     clearTimeout(resubscribeTimer);
+    stopSignedIn();
     var old = client;
     client = newClient();
     if (unsubscribe) unsubscribe();
     if (old) old.dispose();
     subscribe();
+    startSignedIn();
+  }
+
+  // One query or mutation over the socket (ordered after the subscriptions sent before).
+  function wsQuery(query, variables) {
+    var on = client;
+    return new Promise(function (resolve, reject) {
+      var result = null;
+      on.subscribe({ query: query, variables: variables || {} }, {
+        next: function (value) {
+          result = value;
+        },
+        error: function (error) {
+          reject(new Error(Array.isArray(error) ? errorText(error) : "connection lost"));
+        },
+        complete: function () {
+          if (on !== client) reject(new Error("superseded"));
+          else if (!result) reject(new Error("No answer."));
+          else if (result.errors && result.errors.length) reject(new Error(errorText(result.errors)));
+          else resolve(result.data);
+        },
+      });
+    });
+  }
+
+  // A signed-in subscription on the current socket, subscribed again after a pause if
+  // the server ends it; `request` is sent again as is on every retry of the socket.
+  function liveSubscription(request, onData) {
+    var on = client;
+    var stopped = false;
+    var timer = null;
+    var stop = null;
+    var failed = 0;
+    function start() {
+      stop = on.subscribe(request, {
+        next: function (result) {
+          failed = 0;
+          if (result.data) onData(result.data);
+        },
+        error: function () {
+          if (stopped || on !== client) return;
+          failed += 1;
+          timer = setTimeout(start, Math.min(1000 * failed, 10000));
+        },
+        complete: function () {},
+      });
+    }
+    start();
+    return function () {
+      stopped = true;
+      clearTimeout(timer);
+      if (stop) stop();
+    };
+  }
+
+  // --- Notifications and presence (signed in only) ---------------------------------
+
+  var stopNotifications = null;
+  var stopPresence = null;
+  var unreadCount = null;
+  var notificationUpdates = 0; // subscription updates so far: newer than a query in flight
+  var lastNotificationCursor = null;
+  var shownNotifications = new Set(); // ids in the list
+  var inboxBuffer = null; // notifications that arrived while the list was being read
+  var inboxReloadTimer = null;
+  var online = []; // users online now, most recently seen first
+  var presenceBuffer = null; // transitions that arrived while onlineUsers was read
+
+  function startSignedIn() {
+    if (!config.viewer) return; // anonymous: none of these operations is sent
+    var request = { query: NOTIFICATIONS_LIVE, variables: { after: lastNotificationCursor } };
+    stopNotifications = liveSubscription(request, function (data) {
+      var update = data.notifications;
+      if (!update) return;
+      notificationUpdates += 1;
+      setUnread(update.unreadCount);
+      if (update.notification) {
+        // A retry of the socket resumes after the newest one (the server replays).
+        lastNotificationCursor = request.variables.after = update.notification.cursor;
+        if (inboxBuffer) inboxBuffer.push(update.notification);
+        if (panelOpen()) prependNotification(update.notification);
+      } else if (panelOpen()) {
+        reloadInboxSoon(); // read (or removed) elsewhere: the rows' state changed
+      }
+    });
+    stopPresence = liveSubscription({ query: PRESENCE, variables: {} }, function (data) {
+      if (!data.presence) return;
+      if (presenceBuffer) presenceBuffer.push(data.presence);
+      applyPresence(data.presence);
+    });
+  }
+
+  function stopSignedIn() {
+    if (stopNotifications) stopNotifications();
+    if (stopPresence) stopPresence();
+    stopNotifications = stopPresence = null;
+  }
+
+  // On every (re)connection: what changed while no socket was open.
+  function refreshSignedIn() {
+    if (!config.viewer) return;
+    if (panelOpen()) loadInbox();
+    else loadUnread();
+    loadOnline();
+  }
+
+  function setUnread(count) {
+    unreadCount = count;
+    $("unread-count").textContent = String(count);
+    $("unread-badge").dataset.count = String(count);
+    $("notifications-toggle").classList.toggle("has-unread", count > 0);
+    document.title = (count > 0 ? "(" + count + ") " : "") + "Pulse · live activity";
+  }
+
+  function loadUnread() {
+    var before = notificationUpdates;
+    wsQuery(UNREAD)
+      .then(function (data) {
+        if (notificationUpdates === before) setUnread(data.unreadNotificationCount);
+      })
+      .catch(function () {}); // the next (re)connection reads it again
+  }
+
+  function panelOpen() {
+    return !$("notifications-panel").hidden;
+  }
+
+  function setPanel(open) {
+    $("notifications-panel").hidden = !open;
+    $("notifications-toggle").setAttribute("aria-expanded", String(open));
+    if (open) loadInbox();
+  }
+
+  function renderNotification(notification) {
+    var item = element("li", "notification");
+    item.dataset.id = notification.id;
+    item.dataset.cursor = notification.cursor;
+    var head = element("div", "activity-head");
+    head.appendChild(element("span", "badge kind-" + notification.kind.toLowerCase(),
+      NOTIFICATION_LABELS[notification.kind] || notification.kind));
+    head.appendChild(element("span", "badge new", "new"));
+    var time = element("time", "time", formatTime(notification.createdAt));
+    time.dateTime = notification.createdAt;
+    time.title = new Date(notification.createdAt).toLocaleString();
+    head.appendChild(time);
+    item.appendChild(head);
+    item.appendChild(element("p", "activity-message", notification.activity.message));
+    setRead(item, notification.read);
+    return item;
+  }
+
+  function setRead(item, read) {
+    item.classList.toggle("unread", !read);
+    item.dataset.read = String(read);
+  }
+
+  function showNotificationsEmpty() {
+    $("notifications-empty").hidden = $("notification-list").children.length > 0;
+  }
+
+  function renderInbox(notifications) {
+    var list = $("notification-list");
+    while (list.firstChild) list.removeChild(list.firstChild);
+    shownNotifications.clear();
+    notifications.forEach(function (notification) {
+      shownNotifications.add(notification.id);
+      list.appendChild(renderNotification(notification));
+    });
+    showNotificationsEmpty();
+  }
+
+  function prependNotification(notification) {
+    if (shownNotifications.has(notification.id)) return;
+    shownNotifications.add(notification.id);
+    var list = $("notification-list");
+    list.insertBefore(renderNotification(notification), list.firstChild); // newest on top
+    while (list.children.length > MAX_NOTIFICATIONS) {
+      shownNotifications.delete(list.lastElementChild.dataset.id);
+      list.removeChild(list.lastElementChild);
+    }
+    showNotificationsEmpty();
+  }
+
+  function loadInbox() {
+    clearTimeout(inboxReloadTimer);
+    var before = notificationUpdates;
+    var buffer = (inboxBuffer = []);
+    wsQuery(INBOX)
+      .then(function (data) {
+        if (inboxBuffer !== buffer) return; // a newer read is on its way
+        inboxBuffer = null;
+        renderInbox(data.notifications.edges.map(function (edge) {
+          return edge.node;
+        }));
+        buffer.forEach(prependNotification); // came while the list was read
+        if (notificationUpdates === before) setUnread(data.unreadNotificationCount);
+        say("notifications-message", "");
+      })
+      .catch(function (error) {
+        if (inboxBuffer !== buffer) return;
+        inboxBuffer = null;
+        if (error.message !== "superseded") say("notifications-message", error.message, true);
+      });
+  }
+
+  function reloadInboxSoon() {
+    clearTimeout(inboxReloadTimer);
+    inboxReloadTimer = setTimeout(loadInbox, 250);
+  }
+
+  $("notifications-toggle").addEventListener("click", function () {
+    setPanel(!panelOpen());
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !panelOpen()) return;
+    var focused = document.activeElement;
+    setPanel(false);
+    if (!focused || focused === document.body || $("notifications").contains(focused)) {
+      $("notifications-toggle").focus();
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (panelOpen() && !$("notifications").contains(event.target)) setPanel(false);
+  });
+
+  var marking = false;
+  $("mark-all-read").addEventListener("click", function (event) {
+    var button = event.currentTarget;
+    if (marking) return;
+    var newest = $("notification-list").firstElementChild;
+    // Up to the newest one shown (one that arrives meanwhile stays unread).
+    var variables = newest ? { upTo: newest.dataset.cursor } : {};
+    marking = true; // not `disabled`: that would take the focus away from the button
+    button.setAttribute("aria-busy", "true");
+    gql(MARK_READ, variables)
+      .then(function (data) {
+        Array.prototype.forEach.call($("notification-list").children, function (item) {
+          setRead(item, true);
+        });
+        setUnread(data.markNotificationsRead);
+        say("notifications-message", "");
+      })
+      .catch(function (error) {
+        say("notifications-message", error.message, true);
+      })
+      .finally(function () {
+        marking = false;
+        button.removeAttribute("aria-busy");
+      });
+  });
+
+  function renderOnline() {
+    var list = $("online-list");
+    while (list.firstChild) list.removeChild(list.firstChild);
+    online.forEach(function (user) {
+      var item = element("li", "online-user");
+      item.dataset.username = user.username;
+      item.appendChild(element("span", "presence-dot"));
+      var name = element("span", "online-name", user.username);
+      name.title = statsTitle(user.username, user.stats);
+      item.appendChild(name);
+      if (user.username === config.viewer) item.appendChild(element("span", "you", "(you)"));
+      list.appendChild(item);
+    });
+    $("online-count").textContent = String(online.length);
+    $("online-empty").hidden = online.length > 0;
+  }
+
+  function applyPresence(presence) {
+    var user = presence.user;
+    online = online.filter(function (other) {
+      return other.id !== user.id;
+    });
+    if (presence.online) online.unshift(user); // most recently seen first
+    renderOnline();
+  }
+
+  function loadOnline() {
+    var buffer = (presenceBuffer = []);
+    wsQuery(ONLINE)
+      .then(function (data) {
+        if (presenceBuffer !== buffer) return; // a newer read is on its way
+        presenceBuffer = null;
+        online = data.onlineUsers.slice();
+        renderOnline();
+        buffer.forEach(applyPresence); // transitions seen while it was read win
+      })
+      .catch(function () {
+        if (presenceBuffer === buffer) presenceBuffer = null;
+      });
   }
 
   // --- Account -----------------------------------------------------------------------
@@ -264,6 +597,8 @@
     $("signed-in").hidden = !signedIn;
     $("signed-out").hidden = signedIn;
     $("composer").hidden = !signedIn;
+    $("notifications").hidden = !signedIn;
+    $("online").hidden = !signedIn;
     $("viewer-name").textContent = config.viewer || "";
     document.body.classList.toggle("signed-in", signedIn);
   }
