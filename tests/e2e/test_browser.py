@@ -258,6 +258,37 @@ def test_graphiql_runs_a_subscription_with_local_assets_only(
         context.assert_clean()
 
 
+def run_in_graphiql(page: Page, document: str) -> Locator:
+    """Type ``document`` into GraphiQL's editor, run it, and return the response pane."""
+    editor = page.locator(".graphiql-query-editor .CodeMirror")
+    expect(editor).to_be_visible()
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(document)
+    page.wait_for_function(
+        "query => window.localStorage.getItem('graphiql:query') === query", arg=document
+    )
+    page.locator(".graphiql-execute-button").click()
+    return page.locator(".graphiql-response")
+
+
+def test_graphiql_runs_a_mutation_right_after_signing_in_on_the_same_page(
+    browser: Browser, server: str, watched: list[Watched]
+) -> None:
+    # Django rotates the CSRF token at login: GraphiQL must send the new one.
+    author = next(names)
+    sign_up(server, author)
+    ide = new_context(watched, browser, server)
+    page = ide.open("/graphql/")
+    login = f'mutation {{ login(username: "{author}", password: "{PASSWORD}") {{ user {{ username }} }} }}'
+    expect(run_in_graphiql(page, login)).to_contain_text(f'"username": "{author}"')
+    post = 'mutation { createStatusChange(input: {status: "from GraphiQL"}) { status } }'
+    response = run_in_graphiql(page, post)
+    expect(response).to_contain_text('"status": "from GraphiQL"')
+    expect(response).not_to_contain_text("CSRF")
+    ide.assert_clean()
+
+
 def write_status_offline(daphne: DaphneServer, username: str, status: str) -> None:
     """Post straight to the database while the server is down (a write it will replay)."""
     code = (

@@ -20,15 +20,23 @@
   var wsURL = new URL(fetchURL);
   wsURL.protocol = wsURL.protocol === "https:" ? "wss:" : "ws:";
 
-  var headers = {};
-  var csrfToken = Cookies.get("csrftoken");
-  if (csrfToken) {
-    headers["x-csrftoken"] = csrfToken;
+  // The CSRF token is read from its cookie at every request, not once: Django rotates
+  // it at login, so a token read when the page loaded fails the first mutation after
+  // signing in from this page.
+  function fetchWithCsrf(input, init) {
+    var options = Object.assign({ credentials: "same-origin" }, init || {});
+    var headers = new Headers(options.headers || {});
+    var csrfToken = Cookies.get("csrftoken");
+    if (csrfToken) {
+      headers.set("x-csrftoken", csrfToken);
+    }
+    options.headers = headers;
+    return window.fetch(input, options);
   }
 
   var fetcher = GraphiQL.createFetcher({
     url: fetchURL,
-    headers: headers,
+    fetch: fetchWithCsrf,
     subscriptionUrl: wsURL.toString(),
   });
 
