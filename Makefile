@@ -10,8 +10,13 @@ PORT ?= 8000
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-install: $(BIN)/python
+# Installs once, and again only when pyproject.toml changes (the stamp lives in the venv,
+# so a new venv installs too): `make run` on a set-up checkout starts at once.
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
 
 # redis-server, PostgreSQL, Chromium (the Playwright browser test), nginx (the deployment
 # guide's proxy) and, if missing, Node.js from Debian's packages, for the tests.
