@@ -14,6 +14,7 @@ runs (``GRAPHQL_VALIDATION_FAILED``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -57,15 +58,23 @@ class _UnstorableLiterals(Visitor):
             self.nodes.append(node)
 
 
+@functools.lru_cache(maxsize=512)
+def _has_unstorable_literal(query: str) -> bool:
+    """Whether a document's text holds an unstorable character at all (a quick test,
+    kept per document: live shapes run one document many times)."""
+    return not is_storable(query) or "\\u" in query
+
+
 class StorableText(SchemaExtension):
     """Refuse NUL and unpaired surrogates in string literals and in variables."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         error = None
-        if context.graphql_document is not None:
+        document, query = context.graphql_document, context.query
+        if document is not None and (query is None or _has_unstorable_literal(query)):
             literals = _UnstorableLiterals()
-            visit(context.graphql_document, literals)
+            visit(document, literals)
             if literals.nodes:
                 error = GraphQLError(MESSAGE, literals.nodes)
         if error is None and _unstorable_value(context.variables):
