@@ -22,7 +22,7 @@ from django.db.models import Count, Max, QuerySet
 from events.mentions import mentioned_user_ids
 from events.models import Activity, Comment, Event, Notification, NotificationKind, Verb
 from events.publisher import group_publish
-from events.selectors import with_events
+from events.selectors import activities_by_pk
 from events.visibility import can_see
 
 NOTIFICATION_GROUP = "pulse.notifications"
@@ -192,13 +192,14 @@ def _entry(notification: Notification, count: int) -> NotificationEntry:
 
 def _with_activities(notifications: QuerySet[Notification], limit: int) -> list[Notification]:
     """The first ``limit`` notifications by id, with their activity, its actor and its
-    event loaded (two queries whatever their number); the event only where the
-    recipient may see it (``loaded_event``)."""
-    query = notifications.select_related("activity__actor__profile").order_by("id")
-    rows = list(query[:limit])
-    paired = dict(zip((n.pk for n in rows), with_events([n.activity for n in rows]), strict=True))
+    event loaded (three queries whatever their number; one write's notifications share
+    one activity, read once); the event only where the recipient may see it
+    (``loaded_event``)."""
+    rows = list(notifications.order_by("id")[:limit])
+    activities = activities_by_pk({n.activity_id for n in rows})
     for notification in rows:
-        event = paired[notification.pk][1]
+        activity, event = activities[notification.activity_id]
+        notification.activity = activity  # the shared instance, cached on the relation
         visible = event is not None and can_see(notification.recipient_id, event)
         notification.loaded_event = event if visible else None  # type: ignore[attr-defined]
     return rows
