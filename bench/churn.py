@@ -20,6 +20,10 @@ A cycle's time runs from the start of the TCP connect to the end of the close (t
 server's close frame, or the connection dropped). ``concurrency`` cycles are in flight,
 each slot starting its next cycle as soon as its last one ended; ``cycles`` in all,
 bounded by a per-cycle timeout and a cap on the whole phase.
+
+Scenario (h) runs WebSocket cycles without a subscription (``subscribe=False``: the
+cycle closes right after ``connection_ack``) with its own accounts (``tokens``): each
+slot rotates over its own share of them, so no two cycles in flight are one user's.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class ChurnPlan:
     cycle_timeout: float = 30.0
     cap_seconds: float = 300.0
     settle_seconds: float = 0.5  # after the last cycle, so the server sees the last closes
+    tokens: tuple[str, ...] = ()  # accounts given (no sign-ups): slot n uses [n::concurrency]
+    subscribe: bool = True  # False: connect, connection_init, connection_ack, close (WS)
 
 
 @dataclass
@@ -121,8 +127,8 @@ async def prepare(target: Target, plan: ChurnPlan) -> tuple[list[str | None], Re
     users = max(1, -(-plan.concurrency // SLOTS_PER_USER))
     if target.token is None:  # no accounts on this server: the payload is still sent
         return [None] * users, Replay(None, [])
-    tokens: list[str | None] = []
-    for number in range(users):
+    tokens: list[str | None] = list(plan.tokens)
+    for number in range(0 if tokens else users):
         tokens.append(await sign_up(target.host, target.port, f"churn{number}"))
     if not plan.replay:
         return tokens, Replay(None, [])
@@ -167,8 +173,11 @@ def _status(item: dict[str, Any]) -> str | None:
 class Cycle:
     """One subscriber's life; raises ``CycleError`` (or a timeout) when it goes wrong."""
 
-    def __init__(self, target: Target, token: str | None, replay: Replay) -> None:
+    def __init__(
+        self, target: Target, token: str | None, replay: Replay, subscribe: bool = True
+    ) -> None:
         self.target, self.token, self.replay = target, token, replay
+        self.subscribe = subscribe
         self.subscribed_ns = 0
         self.items = 0
         self.comments = 0
@@ -200,6 +209,11 @@ class Cycle:
             params = {"authorization": f"Bearer {self.token}"} if self.token else {}
             ws.send_text(json.dumps({"type": "connection_init", "payload": params}))
             await self._next_ws(ws, {"connection_ack"})
+            if not self.subscribe:  # connected and authenticated is the point
+                self.subscribed_ns = time.perf_counter_ns() - began
+                ws.close(1000)
+                await ws.closed
+                return
             variables = {"after": self.replay.cursor} if self.replay.cursor else None
             query = REPLAY_SUBSCRIPTION if self.replay.cursor else SUBSCRIPTION
             subscribe: dict[str, Any] = {"query": query}
@@ -274,10 +288,11 @@ async def run_churn(target: Target, plan: ChurnPlan, server_pid: int | None) -> 
     began_setup = time.monotonic()
     tokens, replay = await prepare(target, plan)
     count = len(replay.statuses)
+    point = f"{count} replayed items received" if count else "pong after subscribe"
     result = ChurnResult(
         name=plan.name,
         transport=target.transport,
-        subscribed_point=(f"{count} replayed items received" if count else "pong after subscribe"),
+        subscribed_point=point if plan.subscribe else "connection_ack (no subscription)",
         cycles_planned=plan.cycles,
         concurrency=plan.concurrency,
         users=len(tokens) if tokens[0] is not None else 0,
@@ -297,13 +312,16 @@ async def run_churn(target: Target, plan: ChurnPlan, server_pid: int | None) -> 
 
     async def slot(number: int) -> None:
         nonlocal last_end
-        token = tokens[(number // SLOTS_PER_USER) % len(tokens)]
-        for _ in sequence:
+        if plan.tokens:  # this slot's own share, in turn
+            mine = tokens[number :: plan.concurrency] or tokens
+        else:  # SLOTS_PER_USER slots share each user
+            mine = [tokens[(number // SLOTS_PER_USER) % len(tokens)]]
+        for turn, _ in enumerate(sequence):
             if time.monotonic() >= deadline:
                 result.capped = True
                 break
             result.cycles_started += 1
-            cycle = Cycle(target, token, replay)
+            cycle = Cycle(target, mine[turn % len(mine)], replay, plan.subscribe)
             begin = time.perf_counter_ns()
             try:
                 async with asyncio.timeout(plan.cycle_timeout):

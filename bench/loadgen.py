@@ -32,10 +32,11 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import re
 import resource
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +48,19 @@ SUBSCRIPTION = (
     "subscription { activity { cursor kind message actor { username } "
     "event { ... on StatusChange { status } } } }"
 )
+NOTIFICATIONS = (
+    "subscription { notifications { unreadCount notification { cursor kind "
+    "activity { message } } } }"
+)
+
+
+def named_operation(document: str, name: str) -> str:
+    """``document`` (one anonymous operation) with an operation name: a distinct
+    document, so the server files it as a shape of its own."""
+    keyword, _, rest = document.partition(" ")
+    return f"{keyword} {name} {rest}"
+
+
 CREATE_STATUS = "mutation($s: String!) { createStatusChange(input: {status: $s}) { id } }"
 CREATE_USER = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
@@ -55,6 +69,20 @@ BENCH_PASSWORD = "correct horse 9 battery"  # noqa: S105 (a throwaway benchmark 
 PublishMode = Literal["graphql", "post"]
 Transport = Literal["ws", "sse"]
 RATE_CONNECTIONS = 64  # publish connections at most, when publishing at a fixed rate
+TAG = re.compile(r"bench:(\w+):(\d+):(\d+)")
+
+
+def parse_tag(text: str) -> tuple[str, int, int]:
+    """(phase, seq, send time ns) of the tag ``bench:<phase>:<seq>:<time_ns>`` that
+    starts a published status (the fast path) or that ``text`` quotes (an activity's
+    message); ``ValueError`` if there is none."""
+    if text.startswith("bench:"):
+        _, phase, seq, sent_ns = text.split(" ", 1)[0].split(":")
+        return phase, int(seq), int(sent_ns)
+    match = TAG.search(text)
+    if match is None:
+        raise ValueError("no bench tag")
+    return match[1], int(match[2]), int(match[3])
 
 
 # Process helpers ---------------------------------------------------------------------
@@ -201,6 +229,7 @@ class Target:
     ws_path: str = "/graphql/"
     transport: Transport = "ws"  # how subscribers connect: WebSocket, or SSE
     sse_path: str = "/graphql/stream"
+    status_suffix: str = ""  # appended to every published status (g: the @mentions)
 
     @property
     def ws_url(self) -> str:
@@ -223,6 +252,7 @@ class Publisher:
 
     async def publish(self, status: str) -> None:
         """Publish one event; raises ``PublishError`` unless it succeeded."""
+        status += self.target.status_suffix
         headers = {"Content-Type": "application/json"}
         if self.target.publish == "post":
             code, data = await self.http.request(
@@ -281,7 +311,8 @@ async def sign_up(host: str, port: int, username: str) -> str:
 
 @dataclass(eq=False)
 class Subscriber:
-    """One WebSocket or SSE stream with one ``activity`` subscription, and what it got."""
+    """One WebSocket or SSE stream with one subscription (``activity``, or for a
+    signed-in watcher ``notifications``), and what it got."""
 
     conn: WebSocketClient | SSEClient
     phase: str = ""
@@ -290,36 +321,66 @@ class Subscriber:
 
 
 @dataclass
-class Recorder:
-    """Counts the deliveries of the current phase, per event, and their latencies.
+class Tally:
+    """Deliveries of one stream in the current phase: per event, once per subscriber."""
 
-    An event counts as published once its publish request succeeded (``acked``); a
-    delivery of an event whose request failed or timed out is counted apart.
-    """
-
-    phase: str = ""
     subscribers: int = 0
-    acked: set[int] = field(default_factory=set)
     per_event: collections.Counter[int] = field(default_factory=collections.Counter)
     event_sent_ns: dict[int, int] = field(default_factory=dict)
     event_last_ns: dict[int, int] = field(default_factory=dict)
     received: int = 0  # every delivery of this phase, acked or not
     duplicates: int = 0
-    stale: int = 0  # frames of an earlier phase (a warm-up arriving late)
     latencies_ns: list[int] = field(default_factory=list)
-    first_send_ns: int = 0
     last_receive_ns: int = 0
+
+    def reset(self, subscribers: int) -> None:
+        self.subscribers = subscribers
+        self.per_event = collections.Counter()
+        self.event_sent_ns, self.event_last_ns = {}, {}
+        self.received = self.duplicates = 0
+        self.latencies_ns = []
+        self.last_receive_ns = 0
+
+    def count(self, subscriber: Subscriber, seq: int, sent_ns: int, now_ns: int) -> None:
+        if seq in subscriber.seen:
+            self.duplicates += 1
+            return
+        subscriber.seen.add(seq)
+        self.per_event[seq] += 1
+        self.received += 1
+        self.event_sent_ns[seq] = sent_ns
+        self.event_last_ns[seq] = now_ns
+        self.latencies_ns.append(now_ns - sent_ns)
+        self.last_receive_ns = max(self.last_receive_ns, now_ns)
+
+
+@dataclass
+class Recorder(Tally):
+    """Counts the deliveries of the current phase, per event, and their latencies: the
+    ``activity`` subscribers' here, the notification watchers' in ``notes``.
+
+    An event counts as published once its publish request succeeded (``acked``); a
+    delivery of an event whose request failed or timed out is counted apart. Every
+    published event is expected once by every activity subscriber and, when the phase
+    has watchers (each event mentions them all), once by every watcher.
+    """
+
+    phase: str = ""
+    acked: set[int] = field(default_factory=set)
+    stale: int = 0  # frames of an earlier phase (a warm-up arriving late)
+    first_send_ns: int = 0
+    notes: Tally = field(default_factory=Tally)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     closed: collections.Counter[str] = field(default_factory=collections.Counter)
     closing: bool = False  # set when the load generator drops its own sockets
 
-    def start(self, phase: str, subscribers: int) -> None:
-        self.phase, self.subscribers = phase, subscribers
-        self.acked, self.per_event = set(), collections.Counter()
-        self.event_sent_ns, self.event_last_ns = {}, {}
-        self.received = self.duplicates = self.stale = 0
-        self.latencies_ns = []
-        self.first_send_ns = self.last_receive_ns = 0
+    def start(self, phase: str, subscribers: int, watchers: int = 0) -> None:
+        self.phase = phase
+        self.reset(subscribers)
+        self.notes.reset(watchers)
+        self.acked = set()
+        self.stale = 0
+        self.first_send_ns = 0
 
     @property
     def published(self) -> set[int]:
@@ -327,7 +388,7 @@ class Recorder:
 
         A request that timed out may still have been executed by a starved server.
         """
-        return self.acked | self.per_event.keys()
+        return self.acked | self.per_event.keys() | self.notes.per_event.keys()
 
     @property
     def expected(self) -> int:
@@ -336,6 +397,18 @@ class Recorder:
     @property
     def delivered(self) -> int:
         return self.received
+
+    @property
+    def notes_expected(self) -> int:
+        return len(self.published) * self.notes.subscribers
+
+    @property
+    def all_received(self) -> int:
+        return self.received + self.notes.received
+
+    @property
+    def complete(self) -> bool:
+        return self.delivered >= self.expected and self.notes.received >= self.notes_expected
 
     @property
     def unacked_deliveries(self) -> int:
@@ -359,9 +432,12 @@ class Recorder:
                 payload = message["payload"]
                 if payload.get("errors"):
                     self.errors[f"next with errors: {json.dumps(payload['errors'])[:200]}"] += 1
-                status = payload["data"]["activity"]["event"]["status"]
-                _, phase, seq, sent_ns = status.split(":")
-                self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
+                data = payload["data"]
+                if "notifications" in data:
+                    self._notification(subscriber, data["notifications"], now_ns)
+                    return
+                phase, seq, sent_ns = parse_tag(data["activity"]["event"]["status"])
+                self._delivery(subscriber, phase, seq, sent_ns, now_ns)
             elif kind == "ping":
                 if isinstance(subscriber.conn, WebSocketClient):
                     subscriber.conn.send_text('{"type":"pong"}')
@@ -369,6 +445,21 @@ class Recorder:
                 self.errors[f"unexpected {kind} frame: {str(raw)[:200]}"] += 1
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             self.errors[f"unreadable frame ({error!r}): {str(raw)[:200]}"] += 1
+
+    def _notification(self, subscriber: Subscriber, update: dict[str, Any], now_ns: int) -> None:
+        """A watcher's ``notifications`` update: a new MENTION whose activity's message
+        quotes the event's status (so its tag), with an unread count of at least 1."""
+        notification = update.get("notification")
+        if notification is None:  # a count-only update: nothing was read or removed here
+            self.errors[f"count-only notification update: {json.dumps(update)[:200]}"] += 1
+            return
+        count = update.get("unreadCount")
+        if not isinstance(count, int) or count < 1:
+            self.errors[f"notification with unreadCount {count!r}"] += 1
+        if notification.get("kind") != "MENTION" or not notification.get("cursor"):
+            self.errors[f"unexpected notification: {json.dumps(notification)[:200]}"] += 1
+        phase, seq, sent_ns = parse_tag(notification["activity"]["message"])
+        self._delivery(subscriber, phase, seq, sent_ns, now_ns, self.notes)
 
     def sse_event(
         self, subscriber: Subscriber, name: bytes, data: bytes, event_id: bytes | None, now_ns: int
@@ -388,13 +479,19 @@ class Recorder:
             activity = result["data"]["activity"]
             if event_id is None or event_id.decode() != activity["cursor"]:
                 self.errors["next event whose id is not its activity's cursor"] += 1
-            _, phase, seq, sent_ns = activity["event"]["status"].split(":")
-            self._delivery(subscriber, phase, int(seq), int(sent_ns), now_ns)
+            phase, seq, sent_ns = parse_tag(activity["event"]["status"])
+            self._delivery(subscriber, phase, seq, sent_ns, now_ns)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             self.errors[f"unreadable event ({error!r}): {data[:200]!r}"] += 1
 
     def _delivery(
-        self, subscriber: Subscriber, phase: str, seq: int, sent_ns: int, now_ns: int
+        self,
+        subscriber: Subscriber,
+        phase: str,
+        seq: int,
+        sent_ns: int,
+        now_ns: int,
+        tally: Tally | None = None,
     ) -> None:
         if phase == "warm":
             subscriber.warm = True
@@ -403,16 +500,7 @@ class Recorder:
             return
         if subscriber.phase != phase:
             subscriber.phase, subscriber.seen = phase, set()
-        if seq in subscriber.seen:
-            self.duplicates += 1
-            return
-        subscriber.seen.add(seq)
-        self.per_event[seq] += 1
-        self.received += 1
-        self.event_sent_ns[seq] = sent_ns
-        self.event_last_ns[seq] = now_ns
-        self.latencies_ns.append(now_ns - sent_ns)
-        self.last_receive_ns = max(self.last_receive_ns, now_ns)
+        (tally or self).count(subscriber, seq, sent_ns, now_ns)
 
 
 def _on_close(subscriber: Subscriber, recorder: Recorder) -> None:
@@ -423,10 +511,17 @@ def _on_close(subscriber: Subscriber, recorder: Recorder) -> None:
 
 
 async def open_subscriber(
-    target: Target, recorder: Recorder, handshake_seconds: float
+    target: Target,
+    recorder: Recorder,
+    handshake_seconds: float,
+    token: str | None = None,
+    query: str | None = SUBSCRIPTION,
 ) -> Subscriber:
-    """Connect, initialise and subscribe; frames then go straight to the recorder."""
+    """Connect, initialise (signed in with ``token``, else anonymous) and subscribe to
+    ``query`` (``None``: no subscription, the socket is only held open); frames then go
+    straight to the recorder."""
     if target.transport == "sse":
+        assert token is None and query == SUBSCRIPTION, "SSE subscribers are anonymous"
         return await open_sse_subscriber(target, recorder, handshake_seconds)
     loop = asyncio.get_running_loop()
     _, ws = await asyncio.wait_for(
@@ -440,7 +535,8 @@ async def open_subscriber(
     try:
         async with asyncio.timeout(handshake_seconds):
             await ws.open
-            ws.send_text('{"type":"connection_init","payload":{}}')
+            params = {"authorization": f"Bearer {token}"} if token else {}
+            ws.send_text(json.dumps({"type": "connection_init", "payload": params}))
             for _ in range(10):
                 message = json.loads(await ws.next_text())
                 if message.get("type") == "connection_ack":
@@ -451,8 +547,9 @@ async def open_subscriber(
                 raise ConnectionError(f"expected connection_ack, got {message}")
             else:
                 raise ConnectionError("no connection_ack")
-            frame = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}
-            ws.send_text(json.dumps(frame))
+            if query is not None:
+                frame = {"id": "1", "type": "subscribe", "payload": {"query": query}}
+                ws.send_text(json.dumps(frame))
     except BaseException:
         ws.abort()
         raise
@@ -499,20 +596,28 @@ async def open_subscribers(
     concurrency: int,
     handshake_seconds: float = 30.0,
     cap_seconds: float = 600.0,
+    tokens: Sequence[str | None] = (),
+    query: str | None = SUBSCRIPTION,
+    queries: Sequence[str | None] = (),
 ) -> tuple[list[Subscriber], collections.Counter[str]]:
-    """Open up to ``count`` subscribers, ``concurrency`` handshakes at a time."""
+    """Open up to ``count`` subscribers, ``concurrency`` handshakes at a time; the
+    ``i``-th signed in with ``tokens[i]`` when tokens are given (else anonymous), and
+    subscribed to ``queries[i]`` when queries are given (else to ``query``)."""
     gate = asyncio.Semaphore(concurrency)
     failures: collections.Counter[str] = collections.Counter()
 
-    async def one() -> Subscriber | None:
+    async def one(token: str | None, document: str | None) -> Subscriber | None:
         async with gate:
             try:
-                return await open_subscriber(target, recorder, handshake_seconds)
+                return await open_subscriber(target, recorder, handshake_seconds, token, document)
             except Exception as error:
                 failures[f"{type(error).__name__}: {str(error)[:120]}"] += 1
                 return None
 
-    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    chosen = [
+        (tokens[i] if tokens else None, queries[i] if queries else query) for i in range(count)
+    ]
+    tasks = [asyncio.create_task(one(token, document)) for token, document in chosen]
     done, pending = await asyncio.wait(tasks, timeout=cap_seconds)
     for task in pending:
         task.cancel()
@@ -575,10 +680,23 @@ class PhaseResult:
     rss_kib_after: int | None
     errors: dict[str, int] = field(default_factory=dict)
     publish_error_samples: list[str] = field(default_factory=list)
+    # Notification watchers (scenario g): each event mentions every one of them.
+    watchers: int = 0
+    notes_expected: int = 0
+    notes_delivered: int = 0
+    notes_duplicates: int = 0
+    notes_latency_p50_ms: float | None = None
+    notes_latency_p99_ms: float | None = None
+    notes_latency_max_ms: float | None = None
+    watchers_complete: int = 0  # watchers that got every published event's notification
 
     @property
     def delivered_pct(self) -> float | None:
         return 100.0 * self.delivered / self.expected if self.expected else None
+
+    @property
+    def notes_delivered_pct(self) -> float | None:
+        return 100.0 * self.notes_delivered / self.notes_expected if self.notes_expected else None
 
 
 @dataclass
@@ -597,6 +715,8 @@ class SessionResult:
     phases: list[PhaseResult]
     closed_by_server: dict[str, int]
     note: str = ""
+    watchers_wanted: int = 0  # signed-in ``notifications`` subscribers (scenario g)
+    watchers_opened: int = 0
 
     @property
     def kib_per_subscription(self) -> float | None:
@@ -621,18 +741,19 @@ class Limits:
 
 
 async def _drain(recorder: Recorder, limits: Limits) -> str:
-    """Wait for the expected deliveries; 'complete', 'stall' or 'cap'."""
+    """Wait for the expected deliveries (notifications too); 'complete', 'stall' or
+    'cap'."""
     deadline = time.monotonic() + limits.drain_cap_seconds
-    seen, changed = recorder.received, time.monotonic()
-    while recorder.delivered < recorder.expected:
+    seen, changed = recorder.all_received, time.monotonic()
+    while not recorder.complete:
         now = time.monotonic()
         if now >= deadline:
             return "cap"
         if now - changed >= limits.stall_seconds:
             return "stall"
         await asyncio.sleep(0.05)
-        if recorder.received != seen:
-            seen, changed = recorder.received, time.monotonic()
+        if recorder.all_received != seen:
+            seen, changed = recorder.all_received, time.monotonic()
     return "complete"
 
 
@@ -646,19 +767,25 @@ def _ms(values_ns: list[int]) -> tuple[float | None, float | None, float | None]
 
 
 async def warm_up(
-    target: Target, recorder: Recorder, subscribers: list[Subscriber], limits: Limits
+    target: Target,
+    recorder: Recorder,
+    subscribers: list[Subscriber],
+    limits: Limits,
+    watchers: Sequence[Subscriber] = (),
 ) -> int:
-    """Publish warm-up events until every subscription received one; how many did.
+    """Publish warm-up events until every subscription (the watchers' too) received
+    one; how many did.
 
     graphql-transport-ws has no "subscribed" acknowledgement, so this is how the
     benchmark knows every subscription is live before it measures anything. At most
     ``limits.warm_events`` events, each waited for until it reached everyone or
     stopped making progress for 3 s, all within ``limits.warm_cap``.
     """
-    if not subscribers:
+    everyone = [*subscribers, *watchers]
+    if not everyone:
         return 0
     publisher = Publisher(target, limits.request_timeout)
-    recorder.start("warm", len(subscribers))
+    recorder.start("warm", len(subscribers), len(watchers))
     deadline = time.monotonic() + limits.warm_cap
     try:
         for seq in range(limits.warm_events):
@@ -667,19 +794,19 @@ async def warm_up(
             with contextlib.suppress(PublishError, OSError, TimeoutError):
                 await publisher.publish(_status("warm", seq))
                 recorder.acked.add(seq)
-            seen, changed = recorder.received, time.monotonic()
-            while recorder.delivered < recorder.expected and time.monotonic() < deadline:
+            seen, changed = recorder.all_received, time.monotonic()
+            while not recorder.complete and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-                if recorder.received != seen:
-                    seen, changed = recorder.received, time.monotonic()
+                if recorder.all_received != seen:
+                    seen, changed = recorder.all_received, time.monotonic()
                 elif time.monotonic() - changed > 3:
                     break
-            if all(s.warm for s in subscribers):
+            if all(s.warm for s in everyone):
                 break
             await asyncio.sleep(0.5)
     finally:
         await publisher.close()
-    return sum(s.warm for s in subscribers)
+    return sum(s.warm for s in everyone)
 
 
 async def run_phase(
@@ -689,12 +816,16 @@ async def run_phase(
     plan: PhasePlan,
     server_pid: int | None,
     limits: Limits,
+    watchers: Sequence[Subscriber] = (),
 ) -> PhaseResult:
-    """Publish the phase's events (within the publish cap), drain, and measure."""
+    """Publish the phase's events (within the publish cap), drain, and measure; the
+    notification ``watchers`` expect each event too."""
     if plan.mode == "mutations":
         with _burst_process() as pool:
-            return await _run_phase(target, recorder, subscribers, plan, server_pid, limits, pool)
-    return await _run_phase(target, recorder, subscribers, plan, server_pid, limits, None)
+            return await _run_phase(
+                target, recorder, subscribers, plan, server_pid, limits, pool, watchers
+            )
+    return await _run_phase(target, recorder, subscribers, plan, server_pid, limits, None, watchers)
 
 
 @contextlib.contextmanager
@@ -758,8 +889,9 @@ async def _run_phase(
     server_pid: int | None,
     limits: Limits,
     burst_pool: concurrent.futures.ProcessPoolExecutor | None,
+    watchers: Sequence[Subscriber],
 ) -> PhaseResult:
-    recorder.start(plan.name, len(subscribers))
+    recorder.start(plan.name, len(subscribers), len(watchers))
     request_ns: list[int] = []
     publish_errors: collections.Counter[str] = collections.Counter()
     cpu_before = process_cpu_seconds(server_pid) if server_pid else None
@@ -841,6 +973,7 @@ async def _run_phase(
         else None
     )
     p50, p99, worst = _ms(recorder.latencies_ns)
+    notes_p50, notes_p99, notes_worst = _ms(recorder.notes.latencies_ns)
     request_p50, request_p99, _ = _ms(request_ns)
     fanout = (
         (recorder.last_receive_ns - recorder.first_send_ns) / 1e9
@@ -876,6 +1009,16 @@ async def _run_phase(
         rss_kib_after=process_memory_kib(server_pid).get("VmRSS") if server_pid else None,
         errors=dict(recorder.errors),
         publish_error_samples=list(publish_errors)[:5],
+        watchers=len(watchers),
+        watchers_complete=sum(
+            w.phase == plan.name and len(w.seen) >= len(recorder.published) for w in watchers
+        ),
+        notes_expected=recorder.notes_expected,
+        notes_delivered=recorder.notes.received,
+        notes_duplicates=recorder.notes.duplicates,
+        notes_latency_p50_ms=notes_p50,
+        notes_latency_p99_ms=notes_p99,
+        notes_latency_max_ms=notes_worst,
     )
 
 
@@ -888,9 +1031,14 @@ async def run_session(
     limits: Limits,
     phases_before_opening: tuple[PhasePlan, ...] = (),
     before_closing: Callable[[], None] | None = None,
+    watcher_tokens: Sequence[str] = (),
+    watcher_own_shapes: bool = False,
 ) -> SessionResult:
-    """Measure idle memory, run ``phases_before_opening``, open the subscribers, warm
-    them up, measure memory again, run ``phases``, and close everything."""
+    """Measure idle memory, run ``phases_before_opening``, open the subscribers (and a
+    ``notifications`` watcher per token in ``watcher_tokens``: the target's status
+    suffix must mention each of their users; all with the same document, or with
+    ``watcher_own_shapes`` each its own named operation), warm them up, measure memory
+    again, run ``phases``, and close everything."""
     raise_nofile_limit()
     recorder = Recorder()
     results: list[PhaseResult] = []
@@ -911,19 +1059,39 @@ async def run_session(
         limits.handshake_timeout,
         limits.open_cap,
     )
-    open_seconds = time.monotonic() - began
+    watchers: list[Subscriber] = []
     try:
-        warm = await warm_up(target, recorder, opened, limits)
+        if watcher_tokens:
+            watchers, watcher_failures = await open_subscribers(
+                target,
+                recorder,
+                len(watcher_tokens),
+                limits.open_concurrency,
+                limits.handshake_timeout,
+                limits.open_cap,
+                tokens=watcher_tokens,
+                query=NOTIFICATIONS,
+                queries=(
+                    [named_operation(NOTIFICATIONS, f"W{n}") for n in range(len(watcher_tokens))]
+                    if watcher_own_shapes
+                    else ()
+                ),
+            )
+            failures.update({f"watcher: {why}": n for why, n in watcher_failures.items()})
+        open_seconds = time.monotonic() - began
+        warm = await warm_up(target, recorder, opened, limits, watchers)
         await asyncio.sleep(1.0)
         open_rss = memory().get("VmRSS")
         for plan in phases:
-            results.append(await run_phase(target, recorder, opened, plan, server_pid, limits))
+            results.append(
+                await run_phase(target, recorder, opened, plan, server_pid, limits, watchers)
+            )
         peak = memory().get("VmHWM")
     finally:
         if before_closing is not None:
             before_closing()
         recorder.closing = True
-        await close_subscribers(opened)
+        await close_subscribers([*opened, *watchers])
     return SessionResult(
         server=server,
         subscribers_wanted=subscribers,
@@ -931,6 +1099,8 @@ async def run_session(
         open_failures=dict(failures),
         open_seconds=open_seconds,
         warm_subscribers=warm,
+        watchers_wanted=len(watcher_tokens),
+        watchers_opened=len(watchers),
         rss_kib_idle=idle,
         rss_kib_open=open_rss,
         rss_kib_peak=peak,
@@ -945,6 +1115,7 @@ def session_as_dict(session: SessionResult) -> dict[str, Any]:
     data["kib_per_subscription"] = session.kib_per_subscription
     for phase, result in zip(data["phases"], session.phases, strict=True):
         phase["delivered_pct"] = result.delivered_pct
+        phase["notes_delivered_pct"] = result.notes_delivered_pct
     return data
 
 

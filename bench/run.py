@@ -1,9 +1,10 @@
 """Run the whole fan-out benchmark matrix with one command and print a Markdown table.
 
     .venv/bin/python -m bench.run                 # the full matrix (1,000 and 10,000)
-    .venv/bin/python -m bench.run --quick         # a smoke run for CI (well under 2 min)
+    .venv/bin/python -m bench.run --quick         # a smoke run for CI (about 4 min)
     .venv/bin/python -m bench.run --servers bare,pulse-redis --scenarios a,e
     .venv/bin/python -m bench.run --servers pulse-redis,pulse-redis-sse --scenarios a,b,f
+    .venv/bin/python -m bench.run --servers pulse-redis --scenarios a,g,h
 
 Every server (and one redis-server) is started by this command on a free loopback
 port, in its own process group, with its output in a log file under a temporary
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -51,6 +53,14 @@ from bench.loadgen import (
     run_session,
     session_as_dict,
     sign_up,
+)
+from bench.presence import (
+    SCRIPT,
+    SERVER,
+    PresencePlan,
+    PresenceResult,
+    flush_redis,
+    run_presence,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +193,9 @@ SERVERS = [
     ServerKind("pulse-redis-sse", "Pulse, SSE, redis pubsub, SQLite", "pulse", True, "sse"),
     ServerKind("pulse-memory-sse", "Pulse, SSE, in-memory layer, SQLite", "pulse", False, "sse"),
 ]
-SCENARIOS = "abcdef"
+SCENARIOS = "abcdefgh"
+STATUS_MAX = 280  # Pulse's longest status: (g)'s tag plus the watchers' mentions must fit
+TAG_MAX = 40  # bench:<phase>:<seq>:<19-digit ns>, with room to spare
 QUICK_SERVERS = [k.key for k in SERVERS if k.key != "pulse-memory-sse"]
 ASGI_APPS = {"bare": "bench.bare_app:application", "stock": "bench.stock_app:application"}
 
@@ -291,6 +303,11 @@ class Config:
     scenarios: frozenset[str]
     servers: tuple[ServerKind, ...]
     limits: Limits
+    watchers: int = 20
+    watcher_shapes: tuple[str, ...] = ("shared", "own")
+    presence_online: tuple[int, ...] = (10, 1000)
+    presence_cycles: int = 1000
+    presence_concurrency: int = 1
 
 
 @dataclass
@@ -301,6 +318,7 @@ class SessionRecord:
     session: str
     result: SessionResult | None
     churn: ChurnResult | None = None  # scenario (f) instead of ``result``
+    presence: PresenceResult | None = None  # scenario (h) instead of ``result``
     error: str | None = None
     log_path: str = ""
     log_issues_during_run: tuple[int, list[str]] = (0, [])
@@ -333,22 +351,45 @@ class Matrix:
                 return record.churn
         return None
 
+    def presence(self, server: str) -> list[PresenceResult]:
+        return [
+            record.presence
+            for record in self.records
+            if record.server.key == server and record.presence is not None
+        ]
+
 
 @dataclass(frozen=True)
 class SessionPlan:
-    """One session: a fresh server, subscribers and phases, or a churn run."""
+    """One session: a fresh server, subscribers (and ``watchers``: signed-in users
+    subscribed to their notifications, mentioned by every event) and phases, or a
+    churn run, or a presence run."""
 
     name: str
     subscribers: int
     phases: list[PhasePlan]
     before: tuple[PhasePlan, ...] = ()
     churn: ChurnPlan | None = None
+    watchers: int = 0
+    watcher_own_shapes: bool = False
+    presence: PresencePlan | None = None
 
 
 def sessions_for(kind: ServerKind, config: Config) -> Iterator[SessionPlan]:
     """The sessions of one server, in order."""
+    pulse_ws = kind.app == "pulse" and kind.transport == "ws"
     if "a" in config.scenarios or "d" in config.scenarios:
         yield SessionPlan("a", config.small, [PhasePlan("a", config.events)])
+    if "g" in config.scenarios and pulse_ws:  # right after (a): the same, plus watchers
+        for shapes in config.watcher_shapes:
+            name = "g" if shapes == "shared" else "g_own"
+            yield SessionPlan(
+                name,
+                config.small,
+                [PhasePlan(name, config.events)],
+                watchers=config.watchers,
+                watcher_own_shapes=shapes == "own",
+            )
     if "c" in config.scenarios:
         yield SessionPlan("c", config.large, [PhasePlan("c", config.rate_events, rate=config.rate)])
     if "b" in config.scenarios or "d" in config.scenarios:
@@ -369,6 +410,29 @@ def sessions_for(kind: ServerKind, config: Config) -> Iterator[SessionPlan]:
             cap_seconds=config.limits.publish_cap_seconds,
         )
         yield SessionPlan("f", 0, [], churn=churn)
+    if "h" in config.scenarios and pulse_ws and kind.redis:
+        for online in config.presence_online:
+            presence = PresencePlan(
+                f"h{online}",
+                online,
+                config.presence_cycles,
+                config.presence_concurrency,
+                cycle_timeout=config.limits.handshake_timeout,
+                cap_seconds=config.limits.publish_cap_seconds,
+            )
+            yield SessionPlan(presence.name, 0, [], presence=presence)
+
+
+async def sign_up_watchers(target: Target, count: int) -> tuple[Target, list[str]]:
+    """Sign up ``count`` watchers (``w0``, ``w1``, ...; 4 at a time, as the password
+    hashes keep a core busy each); the target whose published statuses mention them
+    all, and their tokens."""
+    names = [f"w{number}" for number in range(count)]
+    tokens: list[str] = []
+    for start in range(0, count, 4):
+        batch = names[start : start + 4]
+        tokens += await asyncio.gather(*(sign_up(target.host, target.port, n) for n in batch))
+    return replace(target, status_suffix="".join(f" @{name}" for name in names)), tokens
 
 
 def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -> Matrix:
@@ -382,16 +446,24 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
         for kind in config.servers:
             for plan in sessions_for(kind, config):
                 name = plan.name
-                what = (
-                    f"{plan.churn.cycles} churn cycles, {plan.churn.concurrency} in flight"
-                    if plan.churn
-                    else f"{plan.subscribers} subscribers"
-                )
+                if plan.churn:
+                    what = f"{plan.churn.cycles} churn cycles, {plan.churn.concurrency} in flight"
+                elif plan.presence:
+                    what = (
+                        f"{plan.presence.online} users online, {plan.presence.cycles}"
+                        f" presence cycles, {plan.presence.concurrency} in flight"
+                    )
+                else:
+                    what = f"{plan.subscribers} subscribers"
+                    if plan.watchers:
+                        what += f" and {plan.watchers} notification watchers"
                 progress(f"[{kind.key}] session {name}: {what} …")
                 record = SessionRecord(kind, name, None)
                 matrix.records.append(record)
                 started = time.monotonic()
                 try:
+                    if plan.presence is not None and redis_url:
+                        asyncio.run(flush_redis(redis_url))  # no earlier session's presence
                     with serve(kind, workdir, redis_url, name) as server:
                         record.log_path = str(server.process.log_path)
                         log = server.process.log_path
@@ -407,17 +479,37 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
                                     run_churn(server.target, plan.churn, server.process.pid)
                                 )
                                 mark()
+                            elif plan.presence is not None:
+                                assert redis_url is not None
+                                record.presence = asyncio.run(
+                                    run_presence(
+                                        server.target,
+                                        server.process.pid,
+                                        server.process.env,
+                                        redis_url,
+                                        plan.presence,
+                                        config.limits,
+                                        before_closing=mark,
+                                    )
+                                )
                             else:
+                                target, watcher_tokens = server.target, list[str]()
+                                if plan.watchers:
+                                    target, watcher_tokens = asyncio.run(
+                                        sign_up_watchers(target, plan.watchers)
+                                    )
                                 record.result = asyncio.run(
                                     run_session(
                                         kind.key,
-                                        server.target,
+                                        target,
                                         plan.subscribers,
                                         plan.phases,
                                         server.process.pid,
                                         config.limits,
                                         plan.before,
                                         before_closing=mark,
+                                        watcher_tokens=watcher_tokens,
+                                        watcher_own_shapes=plan.watcher_own_shapes,
                                     )
                                 )
                         finally:
@@ -437,7 +529,21 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
                         progress("   " + _phase_line(phase))
                 if record.churn is not None:
                     progress("   " + _churn_line(record.churn))
+                if record.presence is not None:
+                    progress("   " + _presence_line(record.presence))
     return matrix
+
+
+def _presence_line(presence: PresenceResult) -> str:
+    churn = presence.churn
+    cycles = f"{churn.cycles_ok}/{churn.cycles_planned}" if churn else "0"
+    server = presence.calls(SERVER) - presence.calls(SERVER, "EVALSHA MAINTAIN")
+    return (
+        f"{presence.name}: {presence.online_opened}/{presence.online} online,"
+        f" {cycles} cycles ok, {_num(presence.per_cycle(server), 2)} server Redis commands"
+        f"/cycle (refresher aside), of which EVALSHA APPLY"
+        f" {_num(presence.per_cycle(presence.calls(SERVER, 'EVALSHA APPLY')), 2)}"
+    )
 
 
 def _churn_line(churn: ChurnResult) -> str:
@@ -452,12 +558,18 @@ def _churn_line(churn: ChurnResult) -> str:
 
 def _phase_line(phase: PhaseResult) -> str:
     pct = f"{phase.delivered_pct:.2f}%" if phase.delivered_pct is not None else "-"
-    return (
+    line = (
         f"{phase.name}: delivered {phase.delivered}/{phase.expected} ({pct}, {phase.drain_end})"
         f", p50 {_num(phase.latency_p50_ms)} ms, p99 {_num(phase.latency_p99_ms)} ms"
         f", server CPU {_num(phase.cpu_us_per_delivery)} µs/delivery"
         f", requests p50 {_num(phase.request_p50_ms)} ms"
     )
+    if phase.watchers:
+        line += (
+            f"; notifications {phase.notes_delivered}/{phase.notes_expected}"
+            f", p50 {_num(phase.notes_latency_p50_ms)} ms"
+        )
+    return line
 
 
 # Report ------------------------------------------------------------------------------
@@ -666,6 +778,159 @@ def mutation_table(matrix: Matrix, config: Config) -> str:
     return _markdown(rows) if len(rows) > 2 else ""
 
 
+def _times(g: float | None, a: float | None) -> str:
+    return "-" if g is None or not a else f"{g / a:.2f}x"
+
+
+def notification_table(matrix: Matrix, config: Config) -> str:
+    """(g): the activity fan-out of (a) with the watchers' notifications added, beside
+    the same run's (a); and the notifications themselves."""
+    header = [
+        "server",
+        "watchers' documents",
+        f"(a) {config.small:,} subs x {config.events} b2b: delivered",
+        "(a) server CPU µs/delivery",
+        "(a) latency p50 / p99 ms",
+        f"(g) same + {config.watchers} watchers mentioned: activities delivered",
+        "(g) server CPU µs/activity delivery",
+        "(g) latency p50 / p99 ms",
+        "(g) notifications delivered",
+        "(g) notification latency p50 / p99 ms",
+        "(g) / (a): CPU per delivery",
+        "(g) / (a): latency p50 / p99",
+    ]
+    rows = [header, ["---"] * len(header)]
+    variants = (("g", "one shared document"), ("g_own", "one named operation each"))
+    for kind, (name, documents) in itertools.product(config.servers, variants):
+        found_a, found_g = matrix.phase(kind.key, "a"), matrix.phase(kind.key, name)
+        if not any(r.server == kind and r.session == name for r in matrix.records):
+            continue
+        a, g = (found_a[1] if found_a else None), (found_g[1] if found_g else None)
+        cpu = "-"
+        if a and g and a.cpu_us_per_delivery and g.cpu_us_per_delivery:
+            ratio = g.cpu_us_per_delivery / a.cpu_us_per_delivery
+            verdict = "within" if ratio <= 1.10 else "over"
+            cpu = f"{ratio:.2f}x ({verdict} 10 %)"
+        notes = "-"
+        if g is not None and g.notes_expected:
+            pct = 100.0 * g.notes_delivered / g.notes_expected
+            notes = f"{g.notes_delivered} / {g.notes_expected} ({pct:.4g} %)"
+            if g.watchers_complete < g.watchers:
+                notes += f"; {g.watchers_complete} of {g.watchers} watchers got all"
+            if g.notes_duplicates:
+                notes += f", {g.notes_duplicates} duplicates"
+        rows.append(
+            [
+                kind.label,
+                documents,
+                _pct(a),
+                _num(a.cpu_us_per_delivery) if a else "-",
+                _lat(a),
+                _pct(g),
+                _num(g.cpu_us_per_delivery) if g else "-",
+                _lat(g),
+                notes,
+                f"{_num(g.notes_latency_p50_ms)} / {_num(g.notes_latency_p99_ms)}" if g else "-",
+                cpu,
+                (
+                    f"{_times(g.latency_p50_ms, a.latency_p50_ms)} / "
+                    f"{_times(g.latency_p99_ms, a.latency_p99_ms)}"
+                    if a and g
+                    else "-"
+                ),
+            ]
+        )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
+def _is_presence_publish(command: str) -> bool:
+    return command.startswith("PUBLISH ") and "pulse.presence" in command
+
+
+def presence_table(matrix: Matrix, config: Config) -> str:
+    """(h): Redis commands per presence cycle (a connection opened and closed), by K."""
+    header = [
+        "server",
+        "K users online (sockets held)",
+        "cycles ok / planned",
+        f"cycles/s ({config.presence_concurrency} in flight)",
+        "server CPU ms/cycle",
+        "cycle p50 / p99 ms",
+        "Redis commands from the server per cycle (refresher aside)",
+        "EVALSHA APPLY (presence) per cycle",
+        "PUBLISH pulse.presence per cycle",
+        "other commands per cycle",
+        "commands run inside APPLY per cycle",
+        "refresher EVALSHA MAINTAIN in the window (commands inside)",
+        "window s",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for kind in config.servers:
+        for h in matrix.presence(kind.key):
+            churn = h.churn
+            maintain = h.calls(SERVER, "EVALSHA MAINTAIN")
+            server = h.calls(SERVER) - maintain
+            applies = h.calls(SERVER, "EVALSHA APPLY")
+            publishes = sum(
+                c.calls
+                for c in h.commands
+                if c.source == SERVER and _is_presence_publish(c.command)
+            )
+            rows.append(
+                [
+                    kind.label,
+                    f"{h.online:,} ({h.online_opened:,})",
+                    f"{churn.cycles_ok} / {churn.cycles_planned}" if churn else "-",
+                    _num(churn.cycles_per_second) if churn else "-",
+                    _num(churn.cpu_ms_per_cycle, 2) if churn else "-",
+                    f"{_num(churn.cycle_p50_ms)} / {_num(churn.cycle_p99_ms)}" if churn else "-",
+                    _num(h.per_cycle(server), 2),
+                    _num(h.per_cycle(applies), 2),
+                    _num(h.per_cycle(publishes), 2),
+                    _num(h.per_cycle(server - applies - publishes), 2),
+                    _num(h.per_cycle(h.calls(SCRIPT, script="EVALSHA APPLY")), 2),
+                    f"{maintain} ({h.calls(SCRIPT, script='EVALSHA MAINTAIN')})",
+                    _num(h.window_seconds),
+                ]
+            )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
+def presence_commands_table(matrix: Matrix, config: Config) -> str:
+    """(h): every command of the windows, per cycle, one column per K."""
+    sessions = [h for kind in config.servers for h in matrix.presence(kind.key)]
+    if not sessions:
+        return ""
+    keys: dict[tuple[str, str, str], None] = {}
+    for h in sessions:
+        for c in h.commands:
+            keys[(c.source, c.script, c.command)] = None
+    order = sorted(keys, key=lambda k: (k[0] != SERVER, k[1], k[2]))
+    header = ["sent by", "command", *(f"K = {h.online:,}: calls (per cycle)" for h in sessions)]
+    rows = [header, ["---"] * len(header)]
+    for source, script, command in order:
+        cells = []
+        for h in sessions:
+            calls = sum(
+                c.calls
+                for c in h.commands
+                if (c.source, c.script, c.command) == (source, script, command)
+            )
+            cells.append(f"{calls} ({_num(h.per_cycle(calls), 3)})")
+        who = "the server (a client)" if source == SERVER else f"inside {script or 'a script'}"
+        rows.append([who, command, *cells])
+    totals = []
+    for h in sessions:
+        monitor = h.calls()
+        stats = sum(h.commandstats.values())
+        totals.append(
+            f"MONITOR {monitor}, commandstats {stats}, total_commands_processed"
+            f" {h.total_commands_processed if h.total_commands_processed is not None else '-'}"
+        )
+    rows.append(["cross-check", "all of the above", *totals])
+    return _markdown(rows)
+
+
 def details_table(matrix: Matrix) -> str:
     """Every phase with every number."""
     header = [
@@ -687,12 +952,13 @@ def details_table(matrix: Matrix) -> str:
         "request p50/p99 ms",
         "event complete p50/max ms",
         "RSS idle/open/peak MiB",
+        "notifications delivered/expected, p50/p99 ms",
     ]
     rows = [header, ["---"] * len(header)]
     for record in matrix.records:
         session = record.result
-        if record.churn is not None:
-            continue  # in the churn table
+        if record.churn is not None or record.presence is not None:
+            continue  # in the churn and presence tables
         if session is None:
             rows.append([record.server.key, record.session, "FAILED: " + (record.error or "")])
             continue
@@ -719,6 +985,12 @@ def details_table(matrix: Matrix) -> str:
                     f"{_num(phase.event_complete_p50_ms)}/{_num(phase.event_complete_max_ms)}",
                     f"{_mib(session.rss_kib_idle)}/{_mib(session.rss_kib_open)}"
                     f"/{_mib(session.rss_kib_peak)}",
+                    (
+                        f"{phase.notes_delivered}/{phase.notes_expected},"
+                        f" {_num(phase.notes_latency_p50_ms)}/{_num(phase.notes_latency_p99_ms)}"
+                        if phase.watchers
+                        else "-"
+                    ),
                 ]
             )
     return _markdown(rows)
@@ -744,13 +1016,22 @@ def findings(matrix: Matrix) -> list[str]:
                     f"{where}: only {churn.cycles_started} of {churn.cycles_planned} churn"
                     " cycles started within the cap"
                 )
+        presence = record.presence
+        if presence is not None:
+            notes += _presence_findings(where, presence)
         session = record.result
         if session is not None:
             if session.open_failures:
                 notes.append(f"{where}: sockets not opened: {session.open_failures}")
-            if session.warm_subscribers < session.subscribers_opened:
+            if session.watchers_opened < session.watchers_wanted:
                 notes.append(
-                    f"{where}: only {session.warm_subscribers}/{session.subscribers_opened}"
+                    f"{where}: only {session.watchers_opened}/{session.watchers_wanted}"
+                    " notification watchers opened"
+                )
+            live = session.subscribers_opened + session.watchers_opened
+            if session.warm_subscribers < live:
+                notes.append(
+                    f"{where}: only {session.warm_subscribers}/{live}"
                     " subscriptions received a warm-up event"
                 )
             if session.closed_by_server:
@@ -769,6 +1050,19 @@ def findings(matrix: Matrix) -> list[str]:
                     )
                 if phase.duplicates:
                     notes.append(f"{where} phase {phase.name}: {phase.duplicates} duplicates")
+                if phase.notes_delivered < phase.notes_expected:
+                    notes.append(
+                        f"{where} phase {phase.name}:"
+                        f" {phase.notes_expected - phase.notes_delivered} of"
+                        f" {phase.notes_expected} notifications missing after the drain"
+                        f" ({phase.drain_end}); {phase.watchers_complete} of"
+                        f" {phase.watchers} watchers got all of theirs"
+                    )
+                if phase.notes_duplicates:
+                    notes.append(
+                        f"{where} phase {phase.name}: {phase.notes_duplicates} duplicate"
+                        " notifications"
+                    )
                 if phase.errors:
                     notes.append(f"{where} phase {phase.name}: frame errors {phase.errors}")
                 if phase.publish_errors:
@@ -786,6 +1080,36 @@ def findings(matrix: Matrix) -> list[str]:
             if count:
                 shown = "\n".join(f"    {line}" for line in lines)
                 notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
+    return notes
+
+
+def _presence_findings(where: str, presence: PresenceResult) -> list[str]:
+    notes = []
+    if presence.open_failures:
+        notes.append(f"{where}: sockets of online users not opened: {presence.open_failures}")
+    if presence.online_in_redis is None or presence.online_in_redis < presence.online_opened:
+        notes.append(
+            f"{where}: Redis had {presence.online_in_redis} users online, not the"
+            f" {presence.online_opened} holding a socket, when the window began"
+        )
+    churn = presence.churn
+    if churn is None:
+        notes.append(f"{where}: no presence cycle ran")
+    else:
+        if churn.failures:
+            shown = "; ".join(f"{n}x {why}" for why, n in churn.failures.items())
+            notes.append(f"{where}: {sum(churn.failures.values())} presence cycles failed: {shown}")
+        if churn.cycles_started < churn.cycles_planned:
+            notes.append(
+                f"{where}: only {churn.cycles_started} of {churn.cycles_planned} presence"
+                " cycles started within the cap"
+            )
+    if presence.closed_by_server:
+        notes.append(f"{where}: sockets closed by the server: {presence.closed_by_server}")
+    if presence.errors:
+        notes.append(f"{where}: frame errors on the held sockets: {presence.errors}")
+    if not presence.commands:
+        notes.append(f"{where}: MONITOR saw no command of the server in the window")
     return notes
 
 
@@ -856,6 +1180,21 @@ def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, secon
     mutations = mutation_table(matrix, config)
     if mutations:
         parts += ["", "## Mutation latency under fan-out (Pulse)", "", mutations]
+    notifications = notification_table(matrix, config)
+    if notifications:
+        title = (
+            f"## (g) Notifications: the fan-out of (a) with {config.watchers} watchers"
+            " mentioned by every event"
+        )
+        parts += ["", title, "", notifications]
+    presence = presence_table(matrix, config)
+    if presence:
+        title = (
+            f"## (h) Presence: Redis commands per connection opened and closed"
+            f" ({config.presence_cycles} cycles)"
+        )
+        parts += ["", title, "", presence, "", "Every command of the windows:", ""]
+        parts.append(presence_commands_table(matrix, config))
     parts += ["", "## Every phase", "", details_table(matrix), "", "## Findings", ""]
     notes = findings(matrix)
     parts += [f"- {note}" for note in notes] if notes else ["- none: no loss, no errors"]
@@ -886,8 +1225,28 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     parser.add_argument(
         "--churn-replay", type=int, default=20, help="activities each Pulse cycle replays (20)"
     )
+    parser.add_argument(
+        "--watchers", type=int, help="scenario g: users mentioned and subscribed (20; quick 3)"
+    )
+    parser.add_argument(
+        "--watcher-shapes",
+        default="shared,own",
+        help="scenario g, once per value: shared (every watcher sends the same document,"
+        " as clients do) and/or own (each its own named operation: one shape each)",
+    )
+    parser.add_argument(
+        "--presence-online", help="scenario h: users online, one run each (10,1000; quick 2,5)"
+    )
+    parser.add_argument(
+        "--presence-cycles", type=int, help="scenario h: cycles per run (1000; quick 20)"
+    )
+    parser.add_argument(
+        "--presence-concurrency", type=int, default=1, help="scenario h: cycles in flight (1)"
+    )
     parser.add_argument("--servers", help="comma-separated: " + ",".join(k.key for k in SERVERS))
-    parser.add_argument("--scenarios", default="a,b,c,d,e,f", help="subset of a,b,c,d,e,f")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="subset of " + ",".join(SCENARIOS)
+    )
     parser.add_argument("--open-concurrency", type=int, default=50)
     parser.add_argument("--stall-seconds", type=float, help="drain ends after this long idle")
     parser.add_argument("--drain-cap", type=float, default=300.0, help="drain ends after this")
@@ -911,6 +1270,16 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     scenarios = frozenset(s.strip() for s in args.scenarios.split(",") if s.strip())
     if scenarios - set(SCENARIOS):
         parser.error("scenarios are a subset of " + ",".join(SCENARIOS))
+    watchers = args.watchers or (3 if quick else 20)
+    mentions = sum(len(f" @w{number}") for number in range(watchers))
+    if watchers < 1 or TAG_MAX + mentions > STATUS_MAX:
+        parser.error(f"--watchers: at least 1, and their mentions must fit in {STATUS_MAX} chars")
+    watcher_shapes = tuple(v.strip() for v in args.watcher_shapes.split(",") if v.strip())
+    if not watcher_shapes or set(watcher_shapes) - {"shared", "own"}:
+        parser.error("--watcher-shapes is shared, own or shared,own")
+    presence_online = tuple(
+        _ints(args.presence_online) if args.presence_online else ([2, 5] if quick else [10, 1000])
+    )
     limits = Limits(
         open_concurrency=args.open_concurrency,
         stall_seconds=args.stall_seconds or (10.0 if quick else 30.0),
@@ -931,6 +1300,11 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
         scenarios=scenarios,
         servers=tuple(k for k in SERVERS if k.key in chosen),
         limits=limits,
+        watchers=watchers,
+        watcher_shapes=watcher_shapes,
+        presence_online=presence_online,
+        presence_cycles=args.presence_cycles or (20 if quick else 1000),
+        presence_concurrency=args.presence_concurrency,
     )
     if args.output is None:
         args.output = ROOT / "bench" / ("results-quick.md" if quick else "results.md")
@@ -948,13 +1322,21 @@ def _clean(matrix: Matrix) -> bool:
             if churn.failures or churn.cycles_ok < churn.cycles_planned:
                 return False
             continue
+        if record.presence is not None:
+            if _presence_findings("", record.presence):
+                return False
+            continue
         session = record.result
         if session is None:
             return False
         if session.open_failures or session.closed_by_server:
             return False
+        if session.watchers_opened < session.watchers_wanted:
+            return False
         for phase in session.phases:
             if phase.delivered < phase.expected or phase.duplicates or phase.errors:
+                return False
+            if phase.notes_delivered < phase.notes_expected or phase.notes_duplicates:
                 return False
             if phase.publish_errors:
                 return False
@@ -991,6 +1373,7 @@ def main(argv: list[str] | None = None) -> int:
             "log_issues_at_shutdown": r.log_issues_at_shutdown,
             "result": session_as_dict(r.result) if r.result else None,
             "churn": dataclasses.asdict(r.churn) if r.churn else None,
+            "presence": dataclasses.asdict(r.presence) if r.presence else None,
         }
         for r in matrix.records
     ]
