@@ -32,6 +32,12 @@ class Verb(models.TextChoices):
     DELETED = "DELETED", "Deleted"
 
 
+def quoted(text: str) -> str:
+    """A user's text as activity messages quote it: always in single quotes, as written
+    (Python's ``repr`` switched to double quotes for a text holding an apostrophe)."""
+    return f"'{text}'"
+
+
 class Activity(models.Model):
     """One row per published activity: the log that replay reads and the outbox.
 
@@ -108,9 +114,9 @@ class StatusChange(Event):
     def activity_message(self, verb: str) -> str:
         name = self.actor.username
         if verb == Verb.CREATED:
-            return f"{name} changed status to {self.status!r}"
+            return f"{name} changed status to {quoted(self.status)}"
         if verb == Verb.UPDATED:
-            return f"{name} edited status to {self.status!r}"
+            return f"{name} edited status to {quoted(self.status)}"
         return f"{name} deleted a status"
 
     def mention_text(self) -> str:
@@ -133,9 +139,9 @@ class Comment(Event):
         name = self.actor.username
         excerpt = self.body if len(self.body) <= 80 else self.body[:79] + "…"
         if verb == Verb.CREATED:
-            return f"{name} commented {excerpt!r}"
+            return f"{name} commented {quoted(excerpt)}"
         if verb == Verb.UPDATED:
-            return f"{name} edited a comment to {excerpt!r}"
+            return f"{name} edited a comment to {quoted(excerpt)}"
         return f"{name} deleted a comment"
 
     def mention_text(self) -> str:

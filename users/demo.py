@@ -14,6 +14,11 @@ FIRST_NAMES = (
     "karim", "lena", "mallory", "niaj", "olivia", "peggy", "quentin", "rupert", "sybil",
     "trent", "ursula", "victor", "wendy", "xavier", "yusuf", "zoe",
 )  # fmt: skip
+LAST_NAMES = (
+    "adler", "baptiste", "chen", "dubois", "eze", "fischer", "garcia", "haddad", "ito",
+    "jensen", "kowalski", "lindqvist", "moreau", "nakamura", "okafor", "petrov", "quinn",
+    "rossi", "silva", "tanaka", "umar", "varga", "weber", "xu", "yilmaz", "zhou",
+)  # fmt: skip
 ROLES = (
     "Backend engineer", "Designer", "Product manager", "SRE", "Data scientist",
     "Frontend developer", "Support lead", "Security engineer", "Tech writer",
@@ -48,11 +53,28 @@ class DemoPerson:
     website: str
 
 
-def demo_person(rng: random.Random) -> DemoPerson:
-    """A first name (the username's stem) with a bio and, for most, a website."""
-    name = rng.choice(FIRST_NAMES)
+def demo_username(rng: random.Random, taken: set[str]) -> str:
+    """A username nobody has: a free first name, else ``first.last`` (``peggy.moreau``),
+    so no two demo users look alike (``peggy`` and ``peggy2``); a number only when every
+    pair is taken."""
+    free = [name for name in FIRST_NAMES if name not in taken]
+    if free:
+        return rng.choice(free)
+    pairs = [f"{first}.{last}" for first in FIRST_NAMES for last in LAST_NAMES]
+    free = [name for name in pairs if name not in taken]
+    if free:
+        return rng.choice(free)
+    stem, number = rng.choice(pairs), 2
+    while f"{stem}{number}" in taken:
+        number += 1
+    return f"{stem}{number}"
+
+
+def demo_person(rng: random.Random, taken: set[str]) -> DemoPerson:
+    """A person with a username nobody has, a bio and, for most, a website."""
+    name = demo_username(rng, taken)
     bio = f"{rng.choice(ROLES)} in {rng.choice(PLACES)}. {rng.choice(HOBBIES)}"
-    website = f"https://{name}.example.com" if rng.random() < 0.7 else ""
+    website = f"https://{name.replace('.', '-')}.example.com" if rng.random() < 0.7 else ""
     return DemoPerson(name=name, bio=bio, website=website)
 
 

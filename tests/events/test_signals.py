@@ -106,3 +106,14 @@ def test_event_subclass_defined_later_publishes_without_wiring(alice: User) -> N
         finally:
             with connection.schema_editor() as editor:
                 editor.delete_model(Poll)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("text", ["Ping me when it's deployed.", 'say "hi"', "plain"])
+def test_activity_messages_quote_every_text_the_same_way(alice: User, text: str) -> None:
+    from events import services
+
+    services.status_change_create(actor=alice, status=text, visibility=Visibility.PUBLIC)
+    services.comment_create(actor=alice, body=text, target=None, visibility=Visibility.PUBLIC)
+    messages = list(Activity.objects.order_by("-id").values_list("message", flat=True)[:2])
+    assert messages == [f"alice commented '{text}'", f"alice changed status to '{text}'"]

@@ -48,7 +48,7 @@ class Command(BaseCommand):
         "Create demo users (with a bio and a website), status changes and comments (some "
         "replying to others, some PRIVATE) through the normal write path, so each one is "
         "logged as an activity and published after its commit. Run it again to add more "
-        "(taken usernames get a number). Publishing reaches a running server's live "
+        "(a taken first name becomes first.last, never a near-twin). Publishing reaches a running server's live "
         "subscribers at once only when REDIS_URL is set (this command is another process); "
         "without it, a server sharing the database shows them when it next re-reads the "
         "log, within 5 seconds."
@@ -104,8 +104,11 @@ class Command(BaseCommand):
         # One hash for all: PBKDF2 takes ~0.2 s a call, and demo users share the password.
         password_hash = make_password(password)
         users = []
+        taken = set(User.objects.values_list("username", flat=True))
         for _ in range(number):
-            users.append(demo_user_create(demo_person(rng), password, password_hash))
+            user = demo_user_create(demo_person(rng, taken), password, password_hash)
+            taken.add(user.username)
+            users.append(user)
             progress.advance(task)
         return users
 
@@ -144,11 +147,11 @@ class Command(BaseCommand):
 
 
 def demo_user_create(person: DemoPerson, password: str, password_hash: str) -> User:
-    """Save one demo user (a clash adds a number to the name) and fill in their profile.
+    """Save one demo user and fill in their profile.
 
     A normal save: the ``post_save`` receiver builds the profile and logs ``USER_JOINED``.
     """
-    username = _free_username(person.name)
+    username = person.name
     user = User(username=username, email=f"{username}@example.com", password=password_hash)
     try:
         user.full_clean()
@@ -159,16 +162,6 @@ def demo_user_create(person: DemoPerson, password: str, password_hash: str) -> U
         user.save()
         profile_update(user=user, website=person.website, bio=person.bio)
     return user
-
-
-def _free_username(stem: str) -> str:
-    taken = set(User.objects.filter(username__startswith=stem).values_list("username", flat=True))
-    number = 1
-    username = stem
-    while username in taken:
-        number += 1
-        username = f"{stem}{number}"
-    return username
 
 
 def _plural(number: int, singular: str, plural: str | None = None) -> str:
