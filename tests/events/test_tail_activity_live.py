@@ -78,6 +78,11 @@ class Lines:
         return [self.next(timeout) for _ in range(count)]
 
 
+def _interruptible() -> None:
+    """Give the child SIGINT's default handling (runs in the child before exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def start_tail(sqlite_env: dict[str, str]) -> Iterator[Any]:
     started: list[subprocess.Popen[str]] = []
@@ -90,6 +95,10 @@ def start_tail(sqlite_env: dict[str, str]) -> Iterator[Any]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As a terminal starts it: Ctrl-C interrupts, even when this suite runs where
+            # SIGINT is ignored (a background job, nohup, some CI runners), which a child
+            # would otherwise inherit.
+            preexec_fn=_interruptible,
         )
         started.append(process)
         out, err = Lines(process.stdout), Lines(process.stderr)  # type: ignore[arg-type]
