@@ -48,8 +48,9 @@ class Command(BaseCommand):
         "Create demo users (with a bio and a website), status changes and comments (some "
         "replying to others, some PRIVATE) through the normal write path, so each one is "
         "logged as an activity and published after its commit. Run it again to add more "
-        "(a taken first name becomes first.last, never a near-twin). Publishing reaches a running server's live "
-        "subscribers at once only when REDIS_URL is set (this command is another process); "
+        "(a taken first name becomes first.last, never a near-twin). Publishing reaches "
+        "a running server's live subscribers at once only when REDIS_URL is set (this "
+        "command is another process); "
         "without it, a server sharing the database shows them when it next re-reads the "
         "log, within 5 seconds."
     )
