@@ -120,7 +120,21 @@ def _is_relay_argument_error(error: Exception) -> bool:
 
 
 def coded(error: GraphQLError) -> GraphQLError:
-    """Return ``error`` with a contract code, masking anything unexpected."""
+    """Return ``error`` with a contract code, masking anything unexpected (logged once,
+    with its traceback)."""
+    result = _classified(error)
+    if (result.extensions or {}).get("code") == INTERNAL:
+        logger.error("Unexpected error in GraphQL execution", exc_info=error.original_error)
+    return result
+
+
+def error_code(error: GraphQLError) -> str:
+    """The contract code ``error`` is answered with (nothing logged)."""
+    return str((_classified(error).extensions or {}).get("code"))
+
+
+def _classified(error: GraphQLError) -> GraphQLError:
+    """``error`` rebuilt with its contract code; ``INTERNAL`` for anything unexpected."""
     original = error.original_error
     if isinstance(error, GraphQLSyntaxError):
         return _rebuild(error, error.message, {"code": GRAPHQL_VALIDATION_FAILED}, unrunnable=True)
@@ -156,7 +170,6 @@ def coded(error: GraphQLError) -> GraphQLError:
         return _rebuild(error, message, {"code": GRAPHQL_VALIDATION_FAILED})
     if _is_relay_argument_error(original):
         return _rebuild(error, str(original), {"code": BAD_USER_INPUT})
-    logger.error("Unexpected error in GraphQL execution", exc_info=original)
     return _rebuild(error, "Internal server error.", {"code": INTERNAL})
 
 
@@ -180,3 +193,16 @@ class CodedErrors(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [coded(error) for error in errors]
+
+
+def log_client_errors(errors: list[GraphQLError]) -> None:
+    """One line per error a client caused (its code, message and path, no traceback):
+    an ``UNAUTHENTICATED`` or ``BAD_USER_INPUT`` is the client's business, not a fault.
+    ``INTERNAL`` ones are logged with their traceback where they are masked (``coded``)."""
+    for error in errors:
+        code = error_code(error)
+        if code != INTERNAL:
+            logger.info(
+                "graphql_client_error",
+                extra={"code": code, "error": error.message, "path": error.path},
+            )

@@ -210,3 +210,57 @@ def test_console_tracebacks_show_no_local_variables() -> None:
     text = formatter.format(record)
     assert "ValueError" in text
     assert "s3cr3t-42" not in text
+
+
+POST_STATUS = 'mutation { createStatusChange(input: {status: "hi"}) { id } }'
+
+
+def graphql_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith(("strawberry", "schema", "graphql"))]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        (POST_STATUS, "UNAUTHENTICATED"),
+        ("{ user(id: 1) { username } }", None),
+        ('mutation { login(username: "nobody", password: "x") { token } }', "UNAUTHENTICATED"),
+        ("{ notifications(first: 1000) { totalCount } }", "UNAUTHENTICATED"),
+        ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+    ],
+)
+def test_a_client_error_is_one_line_with_its_code_and_no_traceback(
+    caplog: pytest.LogCaptureFixture, query: str, code: str | None
+) -> None:
+    from django.test import Client
+
+    from tests.helpers import gql
+
+    with caplog.at_level(logging.INFO):
+        gql(Client(), query)
+    records = graphql_records(caplog)
+    assert [r.exc_info for r in records if r.exc_info] == []
+    expected = [] if code is None else [code]
+    assert [getattr(r, "code", None) for r in records] == expected
+    assert all(r.getMessage() == "graphql_client_error" for r in records)
+
+
+@pytest.mark.django_db
+def test_an_internal_error_keeps_its_traceback(
+    caplog: pytest.LogCaptureFixture, alice_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import Client
+
+    from events import services
+    from tests.helpers import error_codes, gql
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "status_change_create", broken)
+    with caplog.at_level(logging.INFO):
+        body = gql(Client(), POST_STATUS, token=alice_token)
+    assert error_codes(body) == ["INTERNAL"]
+    faults = [r for r in graphql_records(caplog) if r.exc_info]
+    assert len(faults) == 1 and "a bug" in str(faults[0].exc_info[1])
