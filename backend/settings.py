@@ -7,6 +7,7 @@ and the in-process channel layer. See the README's "Configuration" section.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -135,6 +136,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Prefix of everything Pulse keeps in Redis (presence keys, cache keys, channel-layer
+# groups): deployments (or test servers) sharing one Redis each need their own.
+PULSE_REDIS_NAMESPACE = os.environ.get("PULSE_REDIS_NAMESPACE") or "pulse"
+if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", PULSE_REDIS_NAMESPACE):
+    raise ImproperlyConfigured("PULSE_REDIS_NAMESPACE: 1 to 40 letters, digits, _ or -")
 if REDIS_URL:
     # The pub/sub layer delivers each group message to every subscribed process through
     # one Redis PUBLISH: exactly what a broadcast to one listener per process needs.
@@ -159,7 +165,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "pulse",
+            "KEY_PREFIX": PULSE_REDIS_NAMESPACE,
         }
     }
 else:

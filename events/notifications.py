@@ -16,6 +16,7 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 
@@ -25,7 +26,7 @@ from events.publisher import group_publish
 from events.selectors import activities_by_pk
 from events.visibility import can_see
 
-NOTIFICATION_GROUP = "pulse.notifications"
+NOTIFICATION_GROUP = f"{settings.PULSE_REDIS_NAMESPACE}.notifications"
 NOTIFICATION_MESSAGE_TYPE = "notification.changed"
 
 

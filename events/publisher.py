@@ -10,14 +10,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 _server_loop_holder: list[asyncio.AbstractEventLoop] = []
 _background: set[asyncio.Future[None]] = set()
 
-# Every server process's listener joins this group (see ``schema.hub``).
-ACTIVITY_GROUP = "pulse.activity"
+# Every server process's listener joins this group (see ``schema.live.hub``).
+ACTIVITY_GROUP = f"{settings.PULSE_REDIS_NAMESPACE}.activity"
 ACTIVITY_MESSAGE_TYPE = "activity.published"
 
 

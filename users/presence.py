@@ -87,10 +87,11 @@ from events.publisher import group_publish
 
 logger = logging.getLogger(__name__)
 
-PRESENCE_GROUP = "pulse.presence"
+NAMESPACE = settings.PULSE_REDIS_NAMESPACE  # deployments sharing a Redis differ here
+PRESENCE_GROUP = f"{NAMESPACE}.presence"
 PRESENCE_MESSAGE_TYPE = "presence.changed"
 
-KEY_PREFIX = "pulse:presence:"
+KEY_PREFIX = f"{NAMESPACE}:presence:"
 USER_KEY_PREFIX = KEY_PREFIX + "user:"
 ONLINE_KEY = KEY_PREFIX + "online"
 RECENT_KEY = KEY_PREFIX + "recent"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import shutil
 import signal
@@ -176,6 +177,12 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
 # daphne -------------------------------------------------------------------------------
 
 
+def redis_namespace(database_url: str) -> str:
+    """A Redis namespace of its own for each test database."""
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
+    return f"pulse-e2e-{digest}"
+
+
 class DaphneServer:
     """One Pulse server process on a fixed loopback port; may be killed and restarted."""
 
@@ -197,6 +204,9 @@ class DaphneServer:
             "DEBUG": "0",
             "DATABASE_URL": database_url,
             "PULSE_CONNECTION_INIT_TIMEOUT_SECONDS": "2",
+            # Servers of one database share a namespace in the suite's one Redis, servers
+            # of another do not (user ids repeat across databases: presence would mix).
+            "PULSE_REDIS_NAMESPACE": redis_namespace(database_url),
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
