@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import json
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -56,6 +57,51 @@ def sign_up(base: str, username: str) -> str:
         {"u": username, "p": password},
     )
     return str(body["data"]["login"]["token"])
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 10, what: str = "the condition"
+) -> None:
+    """Poll ``check`` until it holds; fails after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not hold within {timeout}s") from None
+
+
+async def metric(base: str, name: str, **labels: str) -> float:
+    """One sample of the ``/metrics`` of the server process at ``base`` (0 if absent)."""
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        response = await client.get("/metrics")
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def subscriptions_active(bases: str | Iterable[str]) -> int:
+    """The live subscriptions the server process at ``bases`` (or the sum over several:
+    each process counts only its own) has in its fan-out: ``pulse_subscriptions_active``."""
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    counts = await asyncio.gather(*(metric(b, "pulse_subscriptions_active") for b in bases))
+    return int(sum(counts))
+
+
+async def until_subscribed(bases: str | Iterable[str], count: int, timeout: float = 10) -> None:
+    """Until the server process(es) at ``bases`` count at least ``count`` live
+    subscriptions: read :func:`subscriptions_active` before subscribing, then wait for
+    it plus the new ones. A subscription is counted from when it joins its process's
+    fan-out: an activity committed after this returns reaches it."""
+    bases = [bases] if isinstance(bases, str) else list(bases)
+
+    async def counted() -> bool:
+        return await subscriptions_active(bases) >= count
+
+    await until(counted, timeout, f"{count} live subscriptions on {', '.join(bases)}")
 
 
 class WSClient:
@@ -152,6 +198,19 @@ class EventStream:
                 fields[name] = value[1:] if value.startswith(" ") else value
         raise AssertionError("the event stream ended")
 
+    async def until_comments(self, count: int, timeout: float = 10) -> None:
+        """Read on until ``count`` comments (keep-alives) have come in all; fails on an
+        event."""
+        async with asyncio.timeout(timeout):
+            while self.comments < count:
+                line = await anext(self._lines, None)
+                if line is None:
+                    raise AssertionError("the event stream ended")
+                if line.startswith(":"):
+                    self.comments += 1
+                elif line:
+                    raise AssertionError(f"unexpected line {line!r}")
+
     async def next_data(self, timeout: float = 10) -> SSEEvent:
         """The next ``next`` event; fails on anything else."""
         found = await self.next_event(timeout)
@@ -181,20 +240,32 @@ class MultipartStream:
 
     async def next_part(self, timeout: float = 10) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            while True:
-                start = self._buffer.find(b"\r\n\r\n")
-                end = self._buffer.find(b"\r\n--graphql", start + 4) if start >= 0 else -1
-                if start >= 0 and end >= 0:
-                    body, self._buffer = self._buffer[start + 4 : end], self._buffer[end:]
-                    part: dict[str, Any] = json.loads(body)
-                    if part == {}:
-                        self.heartbeats += 1
-                        continue
-                    return part
-                chunk = await anext(self._chunks, None)
-                if chunk is None:
-                    raise AssertionError(f"the multipart stream ended: {self._buffer!r}")
-                self._buffer += chunk
+            while (part := await self._read_part()) == {}:
+                self.heartbeats += 1
+            return part
+
+    async def until_heartbeats(self, count: int, timeout: float = 10) -> None:
+        """Read on until ``count`` heartbeats (``{}``) have come in all; fails on a part
+        with content."""
+        async with asyncio.timeout(timeout):
+            while self.heartbeats < count:
+                part = await self._read_part()
+                if part != {}:
+                    raise AssertionError(f"unexpected part {part!r}")
+                self.heartbeats += 1
+
+    async def _read_part(self) -> dict[str, Any]:
+        while True:
+            start = self._buffer.find(b"\r\n\r\n")
+            end = self._buffer.find(b"\r\n--graphql", start + 4) if start >= 0 else -1
+            if start >= 0 and end >= 0:
+                body, self._buffer = self._buffer[start + 4 : end], self._buffer[end:]
+                part: dict[str, Any] = json.loads(body)
+                return part
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                raise AssertionError(f"the multipart stream ended: {self._buffer!r}")
+            self._buffer += chunk
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import ROOT, DaphneServer
 from tests.helpers import strings_in
 
@@ -219,9 +227,10 @@ async def test_each_viewer_gets_only_what_it_may_see(
         stream: await WSClient.open(server, protocol, cast.tokens.get(stream[1]))
         for stream in streams
     }
+    active = await subscriptions_active(server)
     for viewer in VIEWERS:  # live only, from before the first round
         await sockets[("live", viewer)].subscribe("live", ACTIVITY)
-    await asyncio.sleep(0.3)  # the subscriptions are registered by now
+    await until_subscribed(server, active + len(VIEWERS))
     before = await author_writes(server, cast, "before")
     received = {
         ("live", viewer): await collect(sockets[("live", viewer)], len(visible_to(viewer, before)))

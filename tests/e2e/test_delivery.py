@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import ROOT, DaphneServer, RedisServer, daphne_server, new_database
 
 pytestmark = pytest.mark.e2e
@@ -174,8 +181,9 @@ async def test_fixtures_and_rollbacks_publish_nothing_over_redis(
     with daphne_server(tmp_path, database, {"REDIS_URL": redis_url}) as server:
         token = await asyncio.to_thread(sign_up, server.base, "raw")
         live = await WSClient.open(server.base, TRANSPORT_WS)
+        active = await subscriptions_active(server.base)
         await live.subscribe("live", ACTIVITY)
-        await asyncio.sleep(0.3)
+        await until_subscribed(server.base, active + 1)
 
         await asyncio.to_thread(_loaddata, server)
         rejected = await ahttp_gql(server.base, POST, {"s": "x" * 300}, token)  # rolled back

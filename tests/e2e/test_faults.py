@@ -17,7 +17,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import LOOPBACK, ROOT, DaphneServer, daphne_server, new_database
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +44,9 @@ async def test_sigkill_mid_stream_then_restart_misses_nothing(
     ):
         token = await asyncio.to_thread(sign_up, other.base, "crash")
         socket = await WSClient.open(victim.base, TRANSPORT_WS)
+        active = await subscriptions_active(victim.base)
         await socket.subscribe("1", ACTIVITY, {"after": None})
-        await asyncio.sleep(0.3)
+        await until_subscribed(victim.base, active + 1)
         received: list[str] = []
 
         async def write(n: int) -> None:
@@ -75,9 +83,10 @@ async def test_sigkill_mid_stream_then_restart_misses_nothing(
 async def test_sigterm_closes_sockets_with_1001_and_exits_cleanly(tmp_path: Path) -> None:
     with daphne_server(tmp_path) as server:
         sockets = [await WSClient.open(server.base, TRANSPORT_WS) for _ in range(3)]
+        active = await subscriptions_active(server.base)
         for n, client in enumerate(sockets):
             await client.subscribe(str(n), ACTIVITY)
-        await asyncio.sleep(0.2)
+        await until_subscribed(server.base, active + len(sockets))
         stopping = time.monotonic()
         status = await asyncio.to_thread(server.stop, signal.SIGTERM)
         codes = []
@@ -124,6 +133,7 @@ async def _slow_consumer_scenario(tmp_path: Path, count: int, cap_bytes: int) ->
         ][-1]["cursor"]
 
         fast = await WSClient.open(server.base, TRANSPORT_WS)
+        active = await subscriptions_active(server.base)
         await fast.subscribe("fast", ACTIVITY, {"after": start})
         # The slow client: a tiny receive buffer and a one-message queue, then it stops reading.
         raw = socket.socket()
@@ -139,7 +149,7 @@ async def _slow_consumer_scenario(tmp_path: Path, count: int, cap_bytes: int) ->
         assert json.loads(await slow_ws.recv())["type"] == "connection_ack"
         payload = {"query": ACTIVITY, "variables": {"after": start}}
         await slow_ws.send(json.dumps({"id": "slow", "type": "subscribe", "payload": payload}))
-        await asyncio.sleep(0.3)
+        await until_subscribed(server.base, active + 2)
 
         baseline = _rss_kib(server.process.pid)
         peak = baseline
@@ -210,6 +220,7 @@ async def test_an_sse_client_that_stops_reading_is_dropped_and_others_get_everyt
         assert server.process is not None
         await asyncio.to_thread(sign_up, server.base, "burst")
         query = "subscription { activity { cursor message } }"
+        active = await subscriptions_active(server.base)
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.connect((LOOPBACK, server.port))
@@ -220,7 +231,7 @@ async def test_an_sse_client_that_stops_reading_is_dropped_and_others_get_everyt
             f"GET {target} HTTP/1.1\r\nHost: {LOOPBACK}\r\nAccept: text/event-stream\r\n\r\n".encode()
         )
         async with event_stream(server.base, params={"query": query}) as reader:
-            await asyncio.sleep(0.5)
+            await until_subscribed(server.base, active + 2)  # the stalled one and the reader
             baseline = _rss_kib(server.process.pid)
             burst = asyncio.create_task(asyncio.to_thread(_publish_burst, server, count, 1000))
             cursors = [(await reader.next_data(timeout=60)).id for _ in range(count)]

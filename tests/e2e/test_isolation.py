@@ -17,7 +17,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import LOOPBACK, daphne_server
 from tests.e2e.test_faults import _publish_burst
 
@@ -55,11 +62,12 @@ async def test_a_reset_and_a_stalled_client_harm_none_of_100_healthy_ones(tmp_pa
             await WSClient.open(server.base, TRANSPORT_WS if n % 2 else LEGACY_WS)
             for n in range(HEALTHY)
         ]
+        active = await subscriptions_active(server.base)
         for n, client in enumerate(healthy):
             await client.subscribe(str(n), ACTIVITY)
         resetting_socket, resetting = await raw_subscriber(server.base, server.port, 4096)
         _stalled_socket, stalled = await raw_subscriber(server.base, server.port, 4096)
-        await asyncio.sleep(0.5)  # every subscription is live
+        await until_subscribed(server.base, active + HEALTHY + 2)  # every one is live
 
         burst = asyncio.create_task(asyncio.to_thread(_publish_burst, server, COUNT, 1000))
         # The resetting client reads its first activity, then resets the connection (RST,

@@ -22,7 +22,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, http_gql, sign_up
+from tests.e2e.clients import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    WSClient,
+    http_gql,
+    sign_up,
+    subscriptions_active,
+    until,
+    until_subscribed,
+)
 from tests.e2e.servers import daphne_server, new_database
 
 pytestmark = pytest.mark.e2e
@@ -100,10 +109,23 @@ async def test_sockets_per_user_are_capped_with_4429(limited_server: str) -> Non
     # Anonymous sockets and other users are not affected; closing one frees a place.
     await (await WSClient.open(limited_server, TRANSPORT_WS)).close()
     await sockets.pop().close()
-    await asyncio.sleep(0.2)
-    sockets.append(await WSClient.open(limited_server, TRANSPORT_WS, token))
+    sockets.append(await open_once_admitted(limited_server, token))
     for open_socket in sockets:
         await open_socket.close()
+
+
+async def open_once_admitted(base: str, token: str, timeout: float = 10) -> WSClient:
+    """A socket for the token's user as soon as the server has a place for it again: the
+    place of a closed socket is freed when the server has seen it close, and until then
+    a new one is refused with 4429."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await WSClient.open(base, TRANSPORT_WS, token)
+            except ConnectionClosed as closed:
+                if closed.rcvd is None or closed.rcvd.code != 4429:
+                    raise
+            await asyncio.sleep(0.05)
 
 
 async def connect_and_init(base: str, protocol: str, token: str) -> tuple[str, int | None]:
@@ -123,17 +145,24 @@ async def connect_and_init(base: str, protocol: str, token: str) -> tuple[str, i
 
 async def test_operations_per_socket_are_capped_with_rate_limited(limited_server: str) -> None:
     client = await WSClient.open(limited_server, TRANSPORT_WS)
+    active = await subscriptions_active(limited_server)
     for n in range(MAX_OPERATIONS_PER_SOCKET):
         await client.subscribe(str(n), LIVE)
     await client.subscribe("one-too-many", LIVE)
     refused = json.loads(await asyncio.wait_for(client.ws.recv(), 10))
     assert refused["type"] == "error" and refused["id"] == "one-too-many"
     assert [e["extensions"]["code"] for e in refused["payload"]] == ["RATE_LIMITED"]
+    await until_subscribed(limited_server, active + MAX_OPERATIONS_PER_SOCKET)
 
     await client.ws.send(json.dumps({"id": "0", "type": "complete"}))
-    await asyncio.sleep(0.2)
+
+    async def completed() -> bool:
+        return await subscriptions_active(limited_server) < active + MAX_OPERATIONS_PER_SOCKET
+
+    await until(completed, what="the completed operation ending")
     await client.subscribe("now-there-is-room", LIVE)
-    assert await client.nothing_within(0.5)  # accepted: no error, waiting for activity
+    await until_subscribed(limited_server, active + MAX_OPERATIONS_PER_SOCKET)  # accepted
+    assert await client.nothing_within(0.5)  # and no error follows
     await client.close()
 
 

@@ -20,6 +20,8 @@ from tests.e2e.clients import (
     event_stream,
     multipart_subscription,
     sign_up,
+    subscriptions_active,
+    until_subscribed,
 )
 from tests.e2e.servers import daphne_server
 
@@ -189,11 +191,15 @@ async def test_multipart_subscription_replays_then_streams(server: str, accept: 
 
 async def test_keepalive_on_sse_and_multipart(tmp_path: Path) -> None:
     with daphne_server(tmp_path, env={"PULSE_KEEPALIVE_SECONDS": "0.3"}) as server:
+        active = await subscriptions_active(server.base)
         async with (
             event_stream(server.base, params={"query": ACTIVITY}) as sse,
             multipart_subscription(server.base, ACTIVITY) as multipart,
         ):
-            await asyncio.sleep(1.5)
+            await until_subscribed(server.base, active + 2)
+            # Keep-alives come while nothing else does: the first byte, then one
+            # comment per interval; multipart heartbeats.
+            await asyncio.gather(sse.until_comments(3), multipart.until_heartbeats(2))
             token = await asyncio.to_thread(sign_up, server.base, "kept")
             assert (await sse.next_data()).data["data"]["activity"]["message"] == "kept joined"
             part = await multipart.next_part()

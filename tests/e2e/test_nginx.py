@@ -16,11 +16,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, event_stream, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    event_stream,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import LOOPBACK, ROOT, daphne_server, free_port, new_database, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -45,9 +54,15 @@ def site_for_test(upstream_ports: list[int], https_port: int, http_port: int) ->
     return site
 
 
+class Site(NamedTuple):
+    base: str  # the HTTPS server (plain HTTP on loopback)
+    plain: str  # the port 80 server, which redirects
+    upstreams: tuple[str, ...]  # the daphne processes behind nginx (their own /metrics)
+
+
 @pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[str, str]]:
-    """``(https_base, http_base)``: nginx balancing over two daphne processes."""
+def nginx(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Site]:
+    """nginx balancing over two daphne processes."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(binary).exists(), "nginx is missing: run `make system-deps`"
     workdir = tmp_path_factory.mktemp("nginx")
@@ -73,7 +88,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         https_base = f"http://{LOOPBACK}:{https_port}"
         try:
             wait_until(lambda: status_of(https_base + "/healthz") == 200, 20, "nginx")
-            yield https_base, f"http://{LOOPBACK}:{http_port}"
+            yield Site(https_base, f"http://{LOOPBACK}:{http_port}", (first.base, second.base))
         finally:
             process.terminate()
             process.wait(10)
@@ -96,16 +111,15 @@ def status_of(url: str) -> int | None:
         return None
 
 
-async def test_subscribers_through_nginx_get_writes_made_through_nginx(
-    nginx: tuple[str, str],
-) -> None:
-    base, _ = nginx
+async def test_subscribers_through_nginx_get_writes_made_through_nginx(nginx: Site) -> None:
+    base = nginx.base
     token = await asyncio.to_thread(sign_up, base, "behind_nginx")
     # least_conn spreads the sockets over both processes.
     sockets = [await WSClient.open(base, TRANSPORT_WS) for _ in range(4)]
+    active = await subscriptions_active(nginx.upstreams)
     for socket in sockets:
         await socket.subscribe("live", LIVE)
-    await asyncio.sleep(0.3)
+    await until_subscribed(nginx.upstreams, active + len(sockets))  # on either process
     for n in range(3):
         posted = await ahttp_gql(base, POST, {"s": f"via nginx {n}"}, token)
         assert "errors" not in posted, posted
@@ -115,8 +129,8 @@ async def test_subscribers_through_nginx_get_writes_made_through_nginx(
         await socket.close()
 
 
-def test_plain_http_redirects_and_metrics_are_not_public(nginx: tuple[str, str]) -> None:
-    base, plain = nginx
+def test_plain_http_redirects_and_metrics_are_not_public(nginx: Site) -> None:
+    base, plain = nginx.base, nginx.plain
     assert status_of(plain + "/graphql/") == 301
     assert status_of(base + "/metrics") == 403
     assert status_of(base + "/readyz") == 200
@@ -124,14 +138,15 @@ def test_plain_http_redirects_and_metrics_are_not_public(nginx: tuple[str, str])
         assert json.loads(response.read())["checks"] == {"database": "ok", "channel_layer": "ok"}
 
 
-async def test_sse_in_both_modes_through_nginx(nginx: tuple[str, str]) -> None:
-    base, _ = nginx
+async def test_sse_in_both_modes_through_nginx(nginx: Site) -> None:
+    base = nginx.base
     token = await asyncio.to_thread(sign_up, base, "sse_nginx")
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         reserved = await client.put("/graphql/stream", headers=auth)
         assert reserved.status_code == 201
         single = {**auth, "X-GraphQL-Event-Stream-Token": reserved.text}
+        active = await subscriptions_active(nginx.upstreams)
         async with (
             event_stream(base, params={"query": LIVE}) as distinct,
             event_stream(base, headers=single) as stream,
@@ -140,6 +155,7 @@ async def test_sse_in_both_modes_through_nginx(nginx: tuple[str, str]) -> None:
             assert (
                 await client.post("/graphql/stream", json=body, headers=single)
             ).status_code == 202
+            await until_subscribed(nginx.upstreams, active + 2)  # the distinct stream too
             posted = await ahttp_gql(base, POST, {"s": "via nginx sse"}, token)
             assert "errors" not in posted, posted
             expected = "sse_nginx changed status to 'via nginx sse'"

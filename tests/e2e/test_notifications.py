@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, event_stream, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    event_stream,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import daphne_server, new_database
 
 pytestmark = pytest.mark.e2e
@@ -41,10 +49,11 @@ async def test_the_badge_follows_on_every_tab_and_transport(server: str) -> None
     auth = {"Authorization": f"Bearer {bob_token}"}
     tab1 = await WSClient.open(server, TRANSPORT_WS, bob_token)
     others = await WSClient.open(server, TRANSPORT_WS, cy_token)
+    active = await subscriptions_active(server)
     async with event_stream(server, "POST", json={"query": LIVE}, headers=auth) as tab2:
         await tab1.subscribe("1", LIVE)
         await others.subscribe("1", LIVE)
-        await asyncio.sleep(0.3)  # both subscribed before the write (no replay asked)
+        await until_subscribed(server, active + 3)  # all three before the write (no replay)
         await ahttp_gql(server, POST, {"s": f"ping @{bob}"}, alice_token)
         assert update(await tab1.next_data()) == (1, "MENTION")
         assert await sse_update(tab2) == (1, "MENTION")
@@ -101,9 +110,11 @@ async def test_two_processes_over_redis_agree_on_the_badge(
         )
         on_a = await WSClient.open(a.base, TRANSPORT_WS, bob_token)
         on_b = await WSClient.open(b.base, TRANSPORT_WS, bob_token)
+        active_a, active_b = await subscriptions_active(a.base), await subscriptions_active(b.base)
         await on_a.subscribe("1", LIVE)
         await on_b.subscribe("1", LIVE)
-        await asyncio.sleep(0.3)
+        await until_subscribed(a.base, active_a + 1)  # each process counts its own
+        await until_subscribed(b.base, active_b + 1)
         for n in range(3):  # written through a, through b, through a
             writer = (a, b)[n % 2]
             await ahttp_gql(writer.base, POST, {"s": f"@bob #{n}"}, alice_token)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -130,7 +131,18 @@ async def test_log_lines_are_json_with_request_and_connection_ids(daphne: Daphne
     }
     await signed_in.close()
     await anonymous.close()
-    await asyncio.sleep(0.3)  # the disconnect lines
+
+    def disconnect_logged() -> bool:
+        """Both sockets' ``websocket_disconnected`` lines are in the log."""
+        disconnected = set()
+        for line in daphne.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):  # a line still being written
+                found = json.loads(line)
+                if found.get("event") == "websocket_disconnected":
+                    disconnected.add(int(found["client"].rsplit(":", 1)[1]))
+        return set(ports) <= disconnected
+
+    await eventually(disconnect_logged)
     with pytest.raises(urllib.error.HTTPError):  # 401: Django logs a warning
         await ahttp_gql(base, ME, token=f"{token}-wrong")
     with urllib.request.urlopen(f"{base}/healthz?probe={token}", timeout=5):  # noqa: S310

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from backend.server.plain_daphne import PLAIN_DAPHNE_WARNING
-from tests.e2e.clients import TRANSPORT_WS, WSClient, event_stream, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    event_stream,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import daphne_server
 
 pytestmark = pytest.mark.e2e
@@ -22,9 +29,10 @@ async def test_plain_daphne_serves_every_transport_and_warns_once(tmp_path: Path
     (tmp_path / "pulse").mkdir()
     with daphne_server(tmp_path / "plain", plain_daphne=True) as plain:
         socket = await WSClient.open(plain.base, TRANSPORT_WS)
+        active = await subscriptions_active(plain.base)
         await socket.subscribe("1", ACTIVITY)
         async with event_stream(plain.base, params={"query": ACTIVITY}) as sse:
-            await asyncio.sleep(0.3)
+            await until_subscribed(plain.base, active + 2)
             await asyncio.to_thread(sign_up, plain.base, "plain")
             assert (await socket.next_data())["activity"]["message"] == "plain joined"
             assert (await sse.next_data()).data["data"]["activity"]["message"] == "plain joined"

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import TRANSPORT_WS, WSClient, ahttp_gql, sign_up
+from tests.e2e.clients import (
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 from tests.e2e.servers import daphne_server, new_database, redis_server
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +40,9 @@ class Watcher:
     @classmethod
     async def open(cls, base: str, token: str, usernames: set[str]) -> Watcher:
         client = await WSClient.open(base, TRANSPORT_WS, token)
+        active = await subscriptions_active(base)
         await client.subscribe("presence", PRESENCE)
-        await asyncio.sleep(0.3)  # subscribed before what it watches
+        await until_subscribed(base, active + 1)  # subscribed before what it watches
         return cls(client, usernames)
 
     async def next(self, timeout: float = 10) -> tuple[str, bool]:
@@ -159,8 +167,9 @@ async def test_a_redis_outage_degrades_presence_only_and_it_recovers(
             carol_token = await asyncio.to_thread(sign_up, a.base, "carol")
             dave_token = await asyncio.to_thread(sign_up, b.base, "dave")
             feed = await WSClient.open(a.base, TRANSPORT_WS, carol_token)
+            active = await subscriptions_active(a.base)
             await feed.subscribe("1", ACTIVITY)
-            await asyncio.sleep(0.3)
+            await until_subscribed(a.base, active + 1)
             assert "errors" not in await ahttp_gql(a.base, POST, {"s": "before"}, carol_token)
             assert (await feed.next_data())["activity"]["message"].endswith("'before'")
             redis.stop()

@@ -15,7 +15,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from tests.e2e.clients import LEGACY_WS, TRANSPORT_WS, WSClient, ahttp_gql, http_gql, sign_up
+from tests.e2e.clients import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    WSClient,
+    ahttp_gql,
+    http_gql,
+    sign_up,
+    subscriptions_active,
+    until_subscribed,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +49,9 @@ async def test_mutation_over_http_arrives_on_the_socket(server: str, protocol: s
     name = next(names)
     token = await asyncio.to_thread(sign_up, server, name)
     socket = await WSClient.open(server, protocol)
+    active = await subscriptions_active(server)
     await socket.subscribe("1", ACTIVITY, {"kinds": ["STATUS_CHANGE"]})
-    await asyncio.sleep(0.2)  # the subscription is registered by the time this returns
+    await until_subscribed(server, active + 1)
 
     posted = await ahttp_gql(server, POST, {"s": "shipping v2"}, token)
     event_id = posted["data"]["createStatusChange"]["id"]
@@ -107,9 +117,10 @@ async def test_private_activity_reaches_only_its_author(server: str, protocol: s
         "other": await WSClient.open(server, protocol, other_token),
         "anonymous": await WSClient.open(server, protocol),
     }
+    active = await subscriptions_active(server)
     for client in sockets.values():
         await client.subscribe("live", ACTIVITY, {"kinds": ["STATUS_CHANGE"]})
-    await asyncio.sleep(0.2)
+    await until_subscribed(server, active + len(sockets))
     await ahttp_gql(server, POST, {"s": "secret plan", "v": "PRIVATE"}, author_token)
     await ahttp_gql(server, POST, {"s": "public news"}, author_token)
 
@@ -221,8 +232,9 @@ async def test_session_cookie_authenticates_the_socket(server: str) -> None:
         socket = WSClient(ws, TRANSPORT_WS)
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
+        active = await subscriptions_active(server)
         await socket.subscribe("1", ACTIVITY, {"kinds": ["STATUS_CHANGE"]})
-        await asyncio.sleep(0.2)
+        await until_subscribed(server, active + 1)
         await ahttp_gql(server, POST, {"s": "only me", "v": "PRIVATE"}, token)
         activity = (await socket.next_data())["activity"]
         assert activity["event"]["status"] == "only me"
