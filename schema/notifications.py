@@ -8,8 +8,6 @@ engine as ``activity`` (``NotificationStream``).
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +18,6 @@ import strawberry_django
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from strawberry import relay
-from strawberry.dataloader import DataLoader
 from strawberry_django.relay import DjangoListConnection
 
 from events import models, notifications, selectors
@@ -34,6 +31,7 @@ from schema.events import ActivityType
 from schema.ids import decode_pk
 from schema.live.hub import STATE_POSITION, Log
 from schema.live.streams import file_stream
+from schema.loaders import PerLoopLoader
 from schema.pagination import connection
 from schema.permissions import IsSignedIn
 
@@ -46,19 +44,8 @@ async def _load_activities(activity_ids: list[int]) -> list[ActivityWithEvent | 
     return [found.get(pk) for pk in activity_ids]
 
 
-_activity_loaders: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, DataLoader[int, ActivityWithEvent | None]
-] = weakref.WeakKeyDictionary()
-
-
-def activity_loader() -> DataLoader[int, ActivityWithEvent | None]:
-    """Batches the activities (and their events) of a page of notifications into two
-    queries (one loader per event loop, keeping nothing between batches)."""
-    loop = asyncio.get_running_loop()
-    loader = _activity_loaders.get(loop)
-    if loader is None:
-        loader = _activity_loaders[loop] = DataLoader(load_fn=_load_activities, cache=False)
-    return loader
+# Batches the activities (and events) of a page of notifications into two queries.
+activity_loader: PerLoopLoader[int, ActivityWithEvent | None] = PerLoopLoader(_load_activities)
 
 
 @strawberry_django.type(models.Notification, name="Notification")

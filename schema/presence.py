@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import weakref
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,13 +20,13 @@ import strawberry
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
-from strawberry.dataloader import DataLoader
 
 from events.visibility import Audience
 from schema.context import AudienceContext, Info, require_user
 from schema.errors import PulseError
 from schema.live.hub import Log
 from schema.live.streams import file_stream
+from schema.loaders import PerLoopLoader
 from schema.permissions import IsSignedIn
 from schema.users import UserType, as_datetime
 from users.presence import PRESENCE_GROUP, PRESENCE_MESSAGE_TYPE, presence_tracker
@@ -78,18 +77,8 @@ def _users_by_pk(user_ids: list[int]) -> dict[int, User]:
     return {u.pk: u for u in User.objects.select_related("profile").filter(pk__in=user_ids)}
 
 
-_user_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DataLoader[int, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def user_loader() -> DataLoader[int, User | None]:
-    """Batches the users of presence items into one query (one per event loop)."""
-    loop = asyncio.get_running_loop()
-    loader = _user_loaders.get(loop)
-    if loader is None:
-        loader = _user_loaders[loop] = DataLoader(load_fn=_load_users, cache=False)
-    return loader
+# Batches the users of presence items into one query.
+user_loader: PerLoopLoader[int, User | None] = PerLoopLoader(_load_users)
 
 
 @strawberry.type(name="Presence")

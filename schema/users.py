@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 import strawberry
 import strawberry_django
@@ -17,13 +15,13 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from strawberry import relay
-from strawberry.dataloader import DataLoader
 from strawberry_django.relay import DjangoListConnection
 
 from events.stats import stats_for
 from schema.context import AudienceContext, Info, client_address, require_user, viewer, viewer_id
 from schema.errors import bad_user_input, rate_limited, unauthenticated
 from schema.ids import decode_pk
+from schema.loaders import PerLoopLoader
 from schema.pagination import connection
 from schema.permissions import IsSignedIn
 from users import services
@@ -56,20 +54,8 @@ async def _load_stats(user_ids: list[int]) -> list[UserStatsType]:
     return [UserStatsType(**asdict(found[user_id])) for user_id in user_ids]
 
 
-_stats_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DataLoader[int, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def stats_loader() -> DataLoader[int, UserStatsType]:
-    """Batches the ``stats`` of every user an operation (or several at once) resolves
-    into one cache round trip. It keeps nothing between batches (``cache=False``), so
-    one per event loop serves every request, socket and live shape."""
-    loop = asyncio.get_running_loop()
-    loader = _stats_loaders.get(loop)
-    if loader is None:
-        loader = _stats_loaders[loop] = DataLoader(load_fn=_load_stats, cache=False)
-    return loader
+# Batches the ``stats`` of every user resolved in one tick into one cache round trip.
+stats_loader: PerLoopLoader[int, UserStatsType] = PerLoopLoader(_load_stats)
 
 
 def as_datetime(timestamp: float | None) -> datetime | None:
@@ -83,18 +69,8 @@ async def _load_states(user_ids: list[int]) -> list[tuple[bool, datetime | None]
     return [(s.online, as_datetime(s.last_seen)) if s else (False, None) for s in found]
 
 
-_state_loaders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DataLoader[int, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def presence_loader() -> DataLoader[int, tuple[bool, datetime | None]]:
-    """Batches ``User.online``/``lastSeenAt`` of an operation into one store round trip."""
-    loop = asyncio.get_running_loop()
-    loader = _state_loaders.get(loop)
-    if loader is None:
-        loader = _state_loaders[loop] = DataLoader(load_fn=_load_states, cache=False)
-    return loader
+# Batches ``User.online``/``lastSeenAt`` of one tick into one presence-store round trip.
+presence_loader: PerLoopLoader[int, tuple[bool, datetime | None]] = PerLoopLoader(_load_states)
 
 
 def signed_in(info: Info) -> bool:
