@@ -15,6 +15,13 @@ every signed-in viewer exactly their own, whatever their flags; the
 ``markNotificationsRead`` rows also check, for every viewer, which notifications of
 anyone's are left unread.
 
+Presence (``SIGNED_IN``, ``SIGNED_OUT``): the setup signs ``other``, the author and the bystander in, in
+that order, and ``other`` out again; staff and the superuser are never seen. Every
+``User`` of every row is selected with ``online`` and ``lastSeenAt``: anonymous viewers
+get ``false`` and ``null`` for everyone, signed-in viewers (staff included, all alike)
+the real state. ``onlineUsers`` and the ``presence`` subscription are ``UNAUTHENTICATED``
+when anonymous, and give every signed-in viewer the same users.
+
 Sign-up and sign-in (decided here, see the ``createUser``/``login`` rows):
 
 - ``login`` with a wrong password for an existing user and with an unknown username
@@ -28,16 +35,21 @@ Sign-up and sign-in (decided here, see the ``createUser``/``login`` rows):
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.core.cache import cache
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from strawberry.relay import to_base64
 from strawberry.relay.types import PREFIX as CONNECTION_CURSOR_PREFIX
 
@@ -49,6 +61,7 @@ from schema.schema import schema
 from tests.helpers import PASSWORD, error_codes, gql, strings_in
 from tests.schema.live_sinks import RecordingSink, subscribe
 from users.models import Profile
+from users.presence import PresenceState, presence_tracker, reset_presence_tracker
 from users.tokens import token_issue
 
 pytestmark = pytest.mark.django_db
@@ -246,6 +259,14 @@ NOTIFIED: tuple[Note, ...] = (
 )
 
 
+# Presence: whom the setup signs in, in this order (Django's ``user_logged_in``), and
+# whom it signs out again (``user_logged_out``). Staff and superuser are never seen.
+SIGNED_IN = (OTHER, AUTHOR, BYSTANDER)
+SIGNED_OUT = (OTHER,)
+ONLINE = tuple(name for name in SIGNED_IN if name not in SIGNED_OUT)
+NEVER_SEEN = PresenceState(online=False, last_seen=None)
+
+
 @dataclass
 class World:
     """The users, their tokens and the global ids of the events of the setup."""
@@ -255,6 +276,7 @@ class World:
     ids: dict[str, str]  # event key -> global id (also of the deleted events)
     private_ids: dict[str, set[str]]  # owner -> global ids of their private events
     notes: dict[Note, int]  # each notification of NOTIFIED -> its pk
+    presence: dict[str, PresenceState]  # each user's, as the setup left it
 
     def notification_refs(self, recipient: str) -> set[str]:
         """The global ids and cursors of a recipient's notifications."""
@@ -328,7 +350,21 @@ def build_world() -> World:
         read=True
     )
     tokens = {name: token_issue(user=user) for name, user in users.items()}
-    return World(users=users, tokens=tokens, ids=ids, private_ids=private_ids, notes=notes)
+    for name in SIGNED_IN:
+        user_logged_in.send(sender=User, request=None, user=users[name])
+        time.sleep(0.002)  # each one seen strictly after the one before
+    for name in SIGNED_OUT:
+        user_logged_out.send(sender=User, request=None, user=users[name])
+    states = presence_tracker().states([user.pk for user in users.values()])
+    presence = {name: states[user.pk] for name, user in users.items()}
+    return World(
+        users=users,
+        tokens=tokens,
+        ids=ids,
+        private_ids=private_ids,
+        notes=notes,
+        presence=presence,
+    )
 
 
 def _notification_of(note: Note, users: dict[str, User], saved: dict[str, Event]) -> int:
@@ -343,11 +379,20 @@ def _notification_of(note: Note, users: dict[str, User], saved: dict[str, Event]
 @pytest.fixture
 def world(db: None) -> Iterator[World]:
     cache.clear()  # login throttling counts live in the cache: start from none
+    with override_settings(REDIS_URL=""):  # this process's presence, nobody online yet
+        reset_presence_tracker()
+        presence_tracker()
     yield build_world()
+    reset_presence_tracker()
     cache.clear()
 
 
 # What a viewer should get: the oracle the table rows are written with ---------------
+
+
+def as_graphql_datetime(timestamp: float | None) -> str | None:
+    """A Unix time as the ``DateTime`` scalar writes it (ISO 8601, UTC)."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -368,8 +413,27 @@ class Ctx:
         return encode_global_id("User", self.world.users[name].pk)
 
     def user(self, name: str) -> dict[str, Any]:
-        """A ``User { username email }``: the address only for the user themself."""
-        return {"username": name, "email": email_of(name) if name == self.viewer else None}
+        """A ``User { username email online lastSeenAt }``: the address only for the
+        user themself, the presence only for signed-in viewers (``false``/``null`` for
+        everyone when anonymous)."""
+        return {
+            "username": name,
+            "email": email_of(name) if name == self.viewer else None,
+            **self.presence(name),
+        }
+
+    def presence(self, name: str) -> dict[str, Any]:
+        """``online`` and ``lastSeenAt`` of a user (never seen if not in the setup)."""
+        state = self.world.presence.get(name, NEVER_SEEN)
+        if self.viewer == ANONYMOUS:
+            state = NEVER_SEEN
+        return {"online": state.online, "lastSeenAt": as_graphql_datetime(state.last_seen)}
+
+    def online_users(self, first: int = 50) -> dict[str, Any]:
+        """``onlineUsers``: the users online, most recently seen first."""
+        online = [name for name, state in self.world.presence.items() if state.online]
+        online.sort(key=lambda name: -(self.world.presence[name].last_seen or 0))
+        return {"onlineUsers": [self.user(name) for name in online[:first]]}
 
     def may_see(self, key: str) -> bool:
         spec = EVENTS[key]
@@ -607,26 +671,29 @@ def secrets_of(*keys: str) -> tuple[str, ...]:
 
 
 EVENT_FIELDS = """
-  __typename id visibility actor { username email }
+  __typename id visibility actor { username email online lastSeenAt }
   ... on StatusChange { status }
   ... on Comment {
     body
     target {
-      __typename id visibility actor { username email }
+      __typename id visibility actor { username email online lastSeenAt }
       ... on StatusChange { status }
       ... on Comment { body }
     }
   }"""
-ME = "{ me { username email } }"
-USER = "query($id: ID!) { user(id: $id) { username email } }"
-USERS = "{ users(first: 50) { totalCount edges { node { username email } } } }"
+ME = "{ me { username email online lastSeenAt } }"
+USER = "query($id: ID!) { user(id: $id) { username email online lastSeenAt } }"
+USERS = "{ users(first: 50) { totalCount edges { node { username email online lastSeenAt } } } }"
 EVENT = "query($id: ID!) { event(id: $id) {" + EVENT_FIELDS + "} }"
 EVENTS_QUERY = (
     "query($first: Int, $kind: EventKind, $actorId: ID) {"
     " events(first: $first, kind: $kind, actorId: $actorId) {"
     " totalCount edges { node {" + EVENT_FIELDS + "} } } }"
 )
-ACTIVITY_FIELDS = "kind verb message eventId actor { username email } event {" + EVENT_FIELDS + "}"
+ACTIVITY_FIELDS = (
+    "kind verb message eventId actor { username email online lastSeenAt }"
+    " event {" + EVENT_FIELDS + "}"
+)
 ACTIVITIES = "{ activities(first: 100) { " + ACTIVITY_FIELDS + " } }"
 NOTIFICATION_FIELDS = "id cursor kind read activity { " + ACTIVITY_FIELDS + " }"
 NOTIFICATIONS = (
@@ -636,6 +703,9 @@ NOTIFICATIONS = (
     " pageInfo { hasNextPage endCursor } } }"
 )
 UNREAD_COUNT = "{ unreadNotificationCount }"
+ONLINE_USERS = (
+    "query($first: Int) { onlineUsers(first: $first) { username email online lastSeenAt } }"
+)
 
 AUTHORS_OWN = ("private_comment", "public_comment", "private_status", "public_status")
 AUTHORS_PUBLIC = ("public_comment", "public_status")
@@ -756,6 +826,46 @@ NOTIFICATION_QUERIES: tuple[Row, ...] = (
     ),
 )
 
+
+def online_users_row(first: int | None) -> Row:
+    """``onlineUsers``: the same users for every signed-in viewer, within the page cap."""
+    size = 50 if first is None else first  # the contract's default
+
+    def variables(c: Ctx) -> dict[str, Any]:
+        return {} if first is None else {"first": first}
+
+    name = "onlineUsers" if first is None else f"onlineUsers(first: {first})"
+    if not 0 <= size <= 100:  # the contract's cap on ``first``
+        refused = fails("BAD_USER_INPUT", fields=("first",))
+        return Row(name, ONLINE_USERS, variables, **signed_in(refused))
+    author_listed = AUTHOR in ONLINE[::-1][:size]  # most recently seen first
+    return Row(
+        name,
+        ONLINE_USERS,
+        variables,
+        **signed_in(ok(lambda c: c.online_users(size))),
+        reveals=(email_of(AUTHOR),) if author_listed else (),
+    )
+
+
+# Signed-in viewers alone, all alike: the author and the bystander are online (the
+# bystander seen last), ``other`` signed out again, staff and superuser never seen.
+PRESENCE_QUERIES: tuple[Row, ...] = (
+    *(online_users_row(first) for first in (None, 0, 1, 2, 100, 101, -1)),
+    Row(
+        "user: other (signed out)",
+        USER,
+        lambda c: {"id": c.uid(OTHER)},
+        **everyone(ok(lambda c: {"user": c.user(OTHER)})),
+    ),
+    Row(
+        "user: staff (never seen)",
+        USER,
+        lambda c: {"id": c.uid(STAFF)},
+        **everyone(ok(lambda c: {"user": c.user(STAFF)})),
+    ),
+)
+
 QUERIES: tuple[Row, ...] = (
     Row(
         "me",
@@ -826,20 +936,24 @@ QUERIES: tuple[Row, ...] = (
         reveals=("SECRET-STATUS", "SECRET-COMMENT", "SECRET-DELETED", email_of(AUTHOR)),
     ),
     *NOTIFICATION_QUERIES,
+    *PRESENCE_QUERIES,
 )
 
 
-CREATE_USER = "mutation($input: CreateUserInput!) { createUser(input: $input) { username email } }"
+CREATE_USER = """
+mutation($input: CreateUserInput!) {
+  createUser(input: $input) { username email online lastSeenAt }
+}"""
 LOGIN = """
 mutation($u: String!, $p: String!) {
-  login(username: $u, password: $p) { token user { username email } }
+  login(username: $u, password: $p) { token user { username email online lastSeenAt } }
 }"""
 LOGOUT = "mutation { logout }"
 UPDATE_PROFILE = 'mutation { updateProfile(input: {bio: "new bio"}) { website bio } }'
 CREATE_STATUS = """
 mutation($v: Visibility) {
   createStatusChange(input: {status: "fresh status", visibility: $v}) {
-    __typename visibility actor { username email } status
+    __typename visibility actor { username email online lastSeenAt } status
   }
 }"""
 EDITED = "edited by the viewer"
@@ -855,9 +969,9 @@ UPDATE_COMMENT = (
 CREATE_COMMENT = """
 mutation($id: ID) {
   createComment(input: {body: "fresh comment", targetId: $id}) {
-    __typename visibility actor { username email } body
+    __typename visibility actor { username email online lastSeenAt } body
     target {
-      __typename id visibility actor { username email }
+      __typename id visibility actor { username email online lastSeenAt }
       ... on StatusChange { status }
       ... on Comment { body }
     }
@@ -884,6 +998,17 @@ def fresh_email(c: Ctx) -> str:
 
 def bystanders_email(c: Ctx) -> str:
     return email_of(BYSTANDER)
+
+
+def created_user(email: Callable[[Ctx], str]) -> Expect:
+    """The answer to ``CREATE_USER`` for ``new_account``: a user nobody has seen yet."""
+    return lambda c: {
+        "createUser": {
+            "username": f"new-{c.viewer}",
+            "email": email(c),
+            **c.presence(f"new-{c.viewer}"),
+        }
+    }
 
 
 def created_comment(target: str | None) -> Expect:
@@ -1073,22 +1198,14 @@ MUTATIONS: tuple[Row, ...] = (
         "createUser: fresh username and e-mail",
         CREATE_USER,
         new_account(fresh_email),
-        **everyone(
-            ok(lambda c: {"createUser": {"username": f"new-{c.viewer}", "email": fresh_email(c)}})
-        ),
+        **everyone(ok(created_user(fresh_email))),
     ),
     # Another user's address is accepted like a fresh one: nothing says it is in use.
     Row(
         "createUser: another user's e-mail",
         CREATE_USER,
         new_account(bystanders_email),
-        **everyone(
-            ok(
-                lambda c: {
-                    "createUser": {"username": f"new-{c.viewer}", "email": email_of(BYSTANDER)}
-                }
-            )
-        ),
+        **everyone(ok(created_user(bystanders_email))),
         echoes=(email_of(BYSTANDER),),
     ),
     # Usernames are public (``users``): saying one is taken reveals nothing new.
@@ -1354,6 +1471,74 @@ def test_the_notifications_subscription_replays_only_the_viewers_own(
     assert_nothing_private_leaks({"payloads": sink.payloads}, c, ())
 
 
+def test_the_setup_leaves_presence_as_the_table_says(world: World) -> None:
+    """The table's premise: whom the setup signed in and not out is online, the one
+    signed in last seen last; ``other`` was last seen signing out, and is offline; staff
+    and superuser were never seen."""
+    presence = world.presence
+    assert ONLINE == (AUTHOR, BYSTANDER)
+    assert [name for name in USER_FLAGS if presence[name].online] == [AUTHOR, BYSTANDER]
+    assert presence[STAFF] == presence[SUPERUSER] == NEVER_SEEN
+    seen = [presence[name].last_seen or 0.0 for name in (AUTHOR, BYSTANDER, OTHER)]
+    assert seen == sorted(set(seen)), "not seen in the order signed in and out"
+    assert not presence[OTHER].online
+    assert time.time() - 60 < seen[0]
+
+
+LIVE_PRESENCE = (
+    "subscription { presence { online lastSeenAt user { username email online lastSeenAt } } }"
+)
+
+
+async def until_delivered(sink: RecordingSink, count: int, timeout: float = 10) -> None:
+    """Wait until ``sink`` holds ``count`` payloads (the caller asserts what they are)."""
+    deadline = time.monotonic() + timeout
+    while len(sink.payloads) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_the_presence_subscription_streams_to_signed_in_viewers_only(
+    world: World, viewer: str
+) -> None:
+    """Anonymous is refused; everyone else (staff and superuser too) gets each transition
+    of the bystander (never a viewer), with the presence signed-in viewers see."""
+    c = Ctx(world, viewer)
+    sink = RecordingSink()
+    tracker, bystander = presence_tracker(), world.users[BYSTANDER]
+    expected: list[dict[str, Any]] = []
+
+    async def transition(change: Callable[[int], None]) -> None:
+        change(bystander.pk)  # a sign-in or out: the in-memory store never blocks the loop
+        state = tracker.states([bystander.pk])[bystander.pk]
+        now = Ctx(dataclasses.replace(world, presence={**world.presence, BYSTANDER: state}), viewer)
+        presence = {"online": state.online, "lastSeenAt": as_graphql_datetime(state.last_seen)}
+        expected.append({"data": {"presence": {**presence, "user": now.user(BYSTANDER)}}})
+        await until_delivered(sink, len(expected))
+
+    async def run() -> None:
+        engine = get_engine(schema)
+        subscriber = await subscribe(engine, sink, LIVE_PRESENCE, None, world.users.get(viewer))
+        if subscriber is None:
+            return
+        try:
+            await transition(tracker.logged_out)
+            await transition(tracker.logged_in)
+        finally:
+            engine.end(subscriber)
+
+    async_to_sync(run)()
+    assert not sink.errors and not sink.rejected and not sink.aborted
+    if viewer == ANONYMOUS:
+        codes = [(e.extensions or {}).get("code") for r in sink.results for e in r.errors or []]
+        assert codes == ["UNAUTHENTICATED"] and sink.payloads == []
+        return
+    assert sink.results == []
+    assert [item["data"]["presence"]["online"] for item in expected] == [False, True]
+    assert sink.payloads == expected
+    assert_nothing_private_leaks({"payloads": sink.payloads}, c, ())
+
+
 def test_staff_and_superuser_are_not_owners(world: World) -> None:
     """The table's premise: staff and superuser hold the flags and own nothing."""
     for name in (STAFF, SUPERUSER):
@@ -1363,7 +1548,14 @@ def test_staff_and_superuser_are_not_owners(world: World) -> None:
     assert world.users[SUPERUSER].is_superuser
 
 
-NAMES_THE_VIEWER = {"me", "users", "activities"}  # the viewer's own address shows in these
+# The viewer's own address shows in these (``other`` and ``staff`` look themselves up).
+NAMES_THE_VIEWER = {
+    "me",
+    "users",
+    "activities",
+    "user: other (signed out)",
+    "user: staff (never seen)",
+}
 # Each viewer's own inbox: staff and superuser are held to exactly their own by the
 # table instead (staff has none, the superuser one MENTION, ``other`` two).
 INBOX_ROWS = {row.name for row in NOTIFICATION_QUERIES}

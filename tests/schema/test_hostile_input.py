@@ -7,27 +7,36 @@ answer must be JSON, either a success or errors that each carry one of the contr
 codes (never ``INTERNAL``), with no stack trace, SQL or exception name in a message; a
 mutation that fails must leave every row of the database as it was.
 
-Subscriptions (the ``notifications`` one) go through the live engine itself, as every
-transport's adapter hands them over (``schema.live.engine``), with the same rules for
-every result, rejection, failure and streamed payload.
+Subscriptions (``notifications`` and ``presence``) go through the live engine itself, as
+every transport's adapter hands them over (``schema.live.engine``), with the same rules
+for every result, rejection, failure and streamed payload.
+
+Presence (``onlineUsers(first:)`` and the ``presence`` subscription, which takes no
+argument) is held to exact outcomes besides: an argument GraphQL cannot read is
+``GRAPHQL_VALIDATION_FAILED``, an anonymous caller ``UNAUTHENTICATED``, a ``first`` out
+of 0..100 ``BAD_USER_INPUT``, anything else the users online.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
+import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.db import models
 from django.http import HttpResponse
-from django.test import Client
+from django.test import Client, override_settings
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +49,7 @@ from schema.schema import schema
 from tests.helpers import PASSWORD
 from tests.schema.live_sinks import RecordingSink, subscribe
 from users.models import ApiToken, Profile
+from users.presence import presence_tracker, reset_presence_tracker
 from users.tokens import token_issue
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +119,16 @@ subscription($after: String) {
   notifications(after: $after) { unreadCount notification { id cursor kind activity { message } } }
 }"""
 
+ONLINE_USERS = """
+query($first: Int) { onlineUsers(first: $first) { id username online lastSeenAt } }"""
+LIVE_PRESENCE = """
+subscription { presence { online lastSeenAt user { id username online lastSeenAt } } }"""
+# ``presence`` declares no argument: any it is given is refused before it runs.
+LIVE_PRESENCE_WITH_ARGUMENTS = [
+    "subscription($after: String) { presence(after: $after) { online } }",
+    "subscription($first: Int) { presence(first: $first) { online } }",
+]
+
 # The contract's codes, narrowed to those each operation can legitimately answer with.
 VALIDATION = "GRAPHQL_VALIDATION_FAILED"
 QUERY_CODES = frozenset({VALIDATION, "BAD_USER_INPUT"})
@@ -116,7 +136,7 @@ NODE_CODES = frozenset({VALIDATION})  # a malformed or unknown id is `null`, not
 CREATE_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED"})
 LOGIN_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED", "RATE_LIMITED"})
 CHANGE_CODES = CREATE_CODES | {"NOT_FOUND", "FORBIDDEN"}
-INBOX_CODES = QUERY_CODES | {"UNAUTHENTICATED"}
+INBOX_CODES = QUERY_CODES | {"UNAUTHENTICATED"}  # also ``onlineUsers``: signed-in only
 MARK_READ_CODES = CREATE_CODES
 LIVE_CODES = frozenset({VALIDATION, "BAD_USER_INPUT", "UNAUTHENTICATED"})
 
@@ -452,6 +472,17 @@ def world(make_user: Callable[..., User]) -> World:
             "notification-cursor:zero": encode_notification_cursor(0),
         },
     )
+
+
+@pytest.fixture
+def alice_online(world: World) -> Iterator[None]:
+    """This process's presence (in memory): alice signed in, bob never seen."""
+    with override_settings(REDIS_URL=""):
+        reset_presence_tracker()
+        presence_tracker()
+    user_logged_in.send(sender=User, request=None, user=world.users["alice"])
+    yield
+    reset_presence_tracker()
 
 
 SNAPSHOT_MODELS: list[type[models.Model]] = [
@@ -804,26 +835,130 @@ def test_notifications_connection(
         assert viewer is not None and cursors <= world.inbox_cursors[viewer]
 
 
+def as_graphql_int(value: Any) -> int | None:
+    """The ``Int`` GraphQL reads a JSON variable as (``None``: it cannot read one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if -(2**31) <= value <= 2**31 - 1 else None
+
+
+@HOSTILE
+@given(first=page_sizes, viewer=viewers)
+@example(first=OMIT, viewer="bob")
+@example(first=None, viewer="bob")
+@example(first=0, viewer="alice")
+@example(first=100, viewer="alice")
+@example(first=101, viewer="alice")
+@example(first=-1, viewer="bob")
+@example(first=2**31 - 1, viewer="alice")
+@example(first=2**31, viewer="alice")
+@example(first=1.0, viewer="alice")
+@example(first=1.5, viewer="alice")
+@example(first=float("nan"), viewer="alice")
+@example(first="1", viewer="alice")
+@example(first=101, viewer=None)
+@example(first="x", viewer=None)
+def test_online_users(world: World, alice_online: None, first: Any, viewer: str | None) -> None:
+    """Exactly one outcome for each ``first``: unreadable, anonymous, out of range, or
+    the users online (alice), most recently seen first."""
+    body = check_query(world, ONLINE_USERS, {"first": first}, viewer, INBOX_CODES)
+    codes = [error["extensions"]["code"] for error in body.get("errors", [])]
+    size = 50 if first is OMIT or first is None else as_graphql_int(first)
+    if size is None:
+        assert codes == [VALIDATION], body
+    elif viewer is None:
+        assert codes == ["UNAUTHENTICATED"], body
+    elif not 0 <= size <= 100:
+        assert codes == ["BAD_USER_INPUT"], body
+        assert list(body["errors"][0]["extensions"]["fields"]) == ["first"], body
+    else:
+        listed = body["data"]["onlineUsers"]
+        expected = [(world.real["user:alice"], "alice", True)][:size]
+        assert [(u["id"], u["username"], u["online"]) for u in listed] == expected, body
+        assert all(isinstance(u["lastSeenAt"], str) for u in listed), body
+
+
 # Subscriptions ----------------------------------------------------------------------
 
 
-async def check_subscription(world: World, query: str, variables: Any, viewer: str | None) -> None:
-    """Open one subscription on the live engine; everything it sends (a result, a
-    rejection, a failure, streamed payloads) is data or errors with a contract code,
-    and only the viewer's own notifications stream."""
+def unstorable(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys too) holds NUL or an unpaired
+    surrogate: variables no database can store, refused before anything runs."""
+    if isinstance(value, str):
+        return any(char == "\x00" or "\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(unstorable(key) or unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(unstorable(item) for item in value)
+    return False
+
+
+def sent_errors(sink: RecordingSink) -> list[Mapping[str, Any]]:
+    """Every error the engine sent: in a result, a rejection, a failure or a payload."""
+    errors: list[Mapping[str, Any]] = [
+        error.formatted
+        for result in (*sink.results, *sink.rejected)
+        for error in result.errors or []
+    ]
+    errors += [error for failed in sink.errors for error in failed]
+    errors += [error for payload in sink.payloads for error in payload.get("errors") or []]
+    return errors
+
+
+def sent_codes(sink: RecordingSink) -> list[Any]:
+    return [(error.get("extensions") or {}).get("code") for error in sent_errors(sink)]
+
+
+def check_notification_update(world: World, viewer: str | None, update: Any) -> None:
+    """Only the viewer's own notifications stream."""
+    assert isinstance(update["unreadCount"], int)
+    if update["notification"] is not None:
+        assert viewer is not None
+        assert update["notification"]["cursor"] in world.inbox_cursors[viewer]
+
+
+def check_presence_item(world: World, viewer: str | None, item: Any) -> None:
+    """A transition of a user of the world, streamed to a signed-in viewer."""
+    assert viewer is not None
+    assert item["user"]["id"] in {world.real["user:alice"], world.real["user:bob"]}
+    assert isinstance(item["online"], bool) and isinstance(item["lastSeenAt"], str)
+
+
+# What each subscription streams, checked item by item (keyed by its root field).
+STREAMED: dict[str, Callable[[World, str | None, Any], None]] = {
+    "notifications": check_notification_update,
+    "presence": check_presence_item,
+}
+
+
+async def until_payloads(sink: RecordingSink, count: int, timeout: float = 10) -> None:
+    """Wait until ``sink`` holds ``count`` payloads (the caller asserts what they are)."""
+    deadline = time.monotonic() + timeout
+    while len(sink.payloads) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def check_subscription(
+    world: World,
+    query: str,
+    variables: Any,
+    viewer: str | None,
+    while_open: Callable[[RecordingSink], Awaitable[None]] | None = None,
+) -> RecordingSink:
+    """Open one subscription on the live engine (and run ``while_open`` while it is
+    open); everything it sends (a result, a rejection, a failure, streamed payloads)
+    is data or errors with a contract code, and only what the viewer may see streams."""
     engine = get_engine(schema)
     sink = RecordingSink()
     user = world.users[viewer] if viewer is not None else None
     resolved = None if variables is OMIT else world.resolve(variables)
     subscriber = await subscribe(engine, sink, query, resolved, user)
     try:
-        errors: list[Mapping[str, Any]] = [
-            error.formatted
-            for result in (*sink.results, *sink.rejected)
-            for error in result.errors or []
-        ]
-        errors += [error for failed in sink.errors for error in failed]
-        errors += [error for payload in sink.payloads for error in payload.get("errors") or []]
+        if subscriber is not None and while_open is not None:
+            await while_open(sink)
+        errors = sent_errors(sink)
         for error in errors:
             message, code = error.get("message"), (error.get("extensions") or {}).get("code")
             assert isinstance(message, str) and not leaks(message), error
@@ -835,14 +970,12 @@ async def check_subscription(world: World, query: str, variables: Any, viewer: s
         else:
             assert viewer is not None
         for payload in sink.payloads:
-            update = payload["data"]["notifications"]
-            assert isinstance(update["unreadCount"], int)
-            if update["notification"] is not None:
-                assert viewer is not None
-                assert update["notification"]["cursor"] in world.inbox_cursors[viewer]
+            ((name, item),) = payload["data"].items()
+            STREAMED[name](world, viewer, item)
     finally:
         if subscriber is not None:
             engine.end(subscriber)
+    return sink
 
 
 @pytest.mark.django_db(transaction=True)
@@ -864,6 +997,60 @@ async def check_subscription(world: World, query: str, variables: Any, viewer: s
 @example(variables={"after": Real("notification-cursor:zero")}, viewer=None)
 async def test_notifications_subscription(world: World, variables: Any, viewer: str | None) -> None:
     await check_subscription(world, LIVE_NOTIFICATIONS, variables, viewer)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_worker_connections", "alice_online")
+@HOSTILE
+@given(
+    query=st.sampled_from([LIVE_PRESENCE, LIVE_PRESENCE, *LIVE_PRESENCE_WITH_ARGUMENTS]),
+    variables=st.one_of(  # an object or none, as for ``notifications``
+        st.fixed_dictionaries({"after": notification_cursors, "first": page_sizes}),
+        st.dictionaries(st.text(max_size=8).filter(lambda key: not leaks(key)), any_json),
+        st.just(OMIT),
+    ),
+    viewer=viewers,
+)
+@example(query=LIVE_PRESENCE, variables=OMIT, viewer="alice")
+@example(query=LIVE_PRESENCE, variables=OMIT, viewer=None)
+@example(query=LIVE_PRESENCE, variables={"after": None, "first": 2**31}, viewer="bob")
+@example(query=LIVE_PRESENCE, variables={"after": "\ud800"}, viewer="bob")  # refused
+@example(query=LIVE_PRESENCE, variables={"x\x00": [{"y": "z"}]}, viewer="alice")  # refused
+@example(query=LIVE_PRESENCE_WITH_ARGUMENTS[0], variables={"after": None}, viewer="alice")
+@example(
+    query=LIVE_PRESENCE_WITH_ARGUMENTS[0],
+    variables={"after": Real("notification-cursor:zero")},
+    viewer=None,
+)
+@example(query=LIVE_PRESENCE_WITH_ARGUMENTS[1], variables={"first": 1}, viewer="bob")
+async def test_presence_subscription(
+    world: World, query: str, variables: Any, viewer: str | None
+) -> None:
+    """``presence`` takes no argument: given one it is refused; else anonymous is
+    ``UNAUTHENTICATED`` and a signed-in viewer streams the next transition (bob signing
+    in or out), whatever variables come along."""
+    tracker, bob = presence_tracker(), world.users["bob"]
+    sent: list[bool] = []  # bob's transitions, while subscribed
+
+    async def bob_signs_in_or_out(sink: RecordingSink) -> None:
+        online = not tracker.states([bob.pk])[bob.pk].online
+        (tracker.logged_in if online else tracker.logged_out)(bob.pk)  # never blocks
+        sent.append(online)
+        await until_payloads(sink, 1)
+
+    sink = await check_subscription(world, query, variables, viewer, bob_signs_in_or_out)
+    if query != LIVE_PRESENCE or unstorable(variables):
+        assert sink.rejected and set(sent_codes(sink)) == {VALIDATION}, sink.rejected
+    elif viewer is None:
+        assert sink.completed and sent_codes(sink) == ["UNAUTHENTICATED"], sink.results
+    else:
+        assert sent_codes(sink) == [] and sink.results == []
+        bob_id = world.real["user:bob"]
+        streamed = [
+            (item["online"], item["user"]["id"], item["user"]["online"])
+            for item in (payload["data"]["presence"] for payload in sink.payloads)
+        ]
+        assert streamed == [(online, bob_id, online) for online in sent]
 
 
 # Credentials ------------------------------------------------------------------------
