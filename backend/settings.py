@@ -75,9 +75,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "users.middleware.BearerTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, and synchronous only: Django runs the whole stack in one thread hop.
+    "users.middleware.BearerTokenMiddleware",
 ]
 
 ROOT_URLCONF = "schema.urls"
@@ -104,6 +105,17 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_POOL", True
+):
+    # Under ASGI each request runs its database work in a thread of its own, so Django's
+    # persistent connections (CONN_MAX_AGE) are never reused; its connection pool
+    # (psycopg_pool) is, and spares each request a new connection and its login.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+        "timeout": 10,  # seconds a request waits for a free connection, then fails
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent writers (mutations in worker threads) wait for the lock instead of
     # failing at once; IMMEDIATE takes the write lock at BEGIN so upgrades cannot deadlock.
@@ -166,6 +178,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": PULSE_REDIS_NAMESPACE,
+            "OPTIONS": {
+                "pool_class": "backend.redis_pool.SharedConnectionPool",  # not one per request
+                "socket_connect_timeout": 1,  # a cache that is away fails fast
+                "socket_timeout": 1,
+            },
         }
     }
 else:
