@@ -47,6 +47,7 @@ def event_type(model: type[models.Event], name: str) -> Callable[[type[T]], type
 
 @strawberry_django.interface(models.Event, name="Event")
 class EventType(relay.Node):
+    id: relay.NodeID[int]  # declared: strawberry then finds it once (tests/schema/test_node_ids.py)
     actor: UserType
     visibility: Visibility
     created_at: datetime

@@ -50,6 +50,7 @@ activity_loader: PerLoopLoader[int, ActivityWithEvent | None] = PerLoopLoader(_l
 
 @strawberry_django.type(models.Notification, name="Notification")
 class NotificationType(relay.Node):
+    id: relay.NodeID[int]  # declared: strawberry then finds it once (tests/schema/test_node_ids.py)
     kind: NotificationKind
     read: bool
     created_at: datetime

@@ -89,6 +89,7 @@ async def user_presence(root: User, info: Info) -> tuple[bool, datetime | None]:
 
 @strawberry_django.type(User, name="User")
 class UserType(relay.Node):
+    id: relay.NodeID[int]  # declared: strawberry then finds it once (tests/schema/test_node_ids.py)
     username: str
     date_joined: datetime
     profile: ProfileType
