@@ -5,6 +5,8 @@
     .venv/bin/python -m bench.run --servers bare,pulse-redis --scenarios a,e
     .venv/bin/python -m bench.run --servers pulse-redis,pulse-redis-sse --scenarios a,b,f
     .venv/bin/python -m bench.run --servers pulse-redis --scenarios a,g,h
+    .venv/bin/python -m bench.run --scenarios w   # the cost of a write: stock and Pulse,
+                                                  # SQLite and PostgreSQL, Redis or not
 
 Every server (and one redis-server) is started by this command on a free loopback
 port, in its own process group, with its output in a log file under a temporary
@@ -38,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from bench.churn import ChurnPlan, ChurnResult, run_churn
 from bench.loadgen import (
@@ -61,6 +63,20 @@ from bench.presence import (
     PresenceResult,
     flush_redis,
     run_presence,
+)
+from bench.writes import (
+    COMMANDS,
+    DATABASES,
+    App,
+    Command,
+    Database,
+    WritePlan,
+    WriteResult,
+    WriteServer,
+    find_postmaster,
+    run_writes,
+    stored_rows,
+    write_servers,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +209,7 @@ SERVERS = [
     ServerKind("pulse-redis-sse", "Pulse, SSE, redis pubsub, SQLite", "pulse", True, "sse"),
     ServerKind("pulse-memory-sse", "Pulse, SSE, in-memory layer, SQLite", "pulse", False, "sse"),
 ]
-SCENARIOS = "abcdefgh"
+SCENARIOS = "abcdefghw"
 STATUS_MAX = 280  # Pulse's longest status: (g)'s tag plus the watchers' mentions must fit
 TAG_MAX = 40  # bench:<phase>:<seq>:<19-digit ns>, with room to spare
 QUICK_SERVERS = [k.key for k in SERVERS if k.key != "pulse-memory-sse"]
@@ -217,9 +233,19 @@ def _base_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def serve(
-    kind: ServerKind, workdir: Path, redis_url: str | None, tag: str
+    kind: ServerKind,
+    workdir: Path,
+    redis_url: str | None,
+    tag: str,
+    database_url: str | None = None,
+    plain_daphne: bool = False,
 ) -> Iterator[RunningServer]:
-    """Start a fresh server process of ``kind``; stop it (process group) on exit."""
+    """Start a fresh server process of ``kind``; stop it (process group) on exit.
+
+    Pulse runs on ``database_url`` (default: a fresh SQLite file), under
+    ``python -m backend.server`` or with ``plain_daphne`` under ``python -m daphne``;
+    the stock app stores its mutations in ``database_url`` when given (scenario w).
+    """
     port = free_port()
     env = _base_env()
     if kind.redis:
@@ -227,13 +253,15 @@ def serve(
         env["REDIS_URL"] = redis_url
     log_path = workdir / f"{kind.key}-{tag}-{port}.log"
     python = sys.executable
+    if kind.app == "stock" and database_url:
+        env["STOCK_DATABASE_URL"] = database_url
     if kind.app == "pulse":
         database = workdir / f"pulse-{tag}-{port}.sqlite3"
         env |= {
             "DJANGO_SETTINGS_MODULE": "backend.settings",
             "SECRET_KEY": PULSE_SECRET_KEY,
             "DEBUG": "0",
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database_url or f"sqlite:///{database}",
         }
         with log_path.open("ab") as log:
             subprocess.run(
@@ -245,7 +273,8 @@ def serve(
                 check=True,
                 timeout=300,
             )
-        args = [python, "-m", "backend.server", "-b", LOOPBACK, "-p", str(port), "asgi:application"]
+        runner = "daphne" if plain_daphne else "backend.server"
+        args = [python, "-m", runner, "-b", LOOPBACK, "-p", str(port), "asgi:application"]
     else:
         args = [python, "-m", "daphne", "-b", LOOPBACK, "-p", str(port), ASGI_APPS[kind.app]]
     process = ManagedProcess(kind.key, args, env, log_path)
@@ -276,10 +305,22 @@ NOISE = re.compile(r'"(WSCONNECTING|WSCONNECT|WSDISCONNECT|GET|POST) ')
 VOLATILE = re.compile(r"\d{4}-\d\d-\d\d[ T][\d:,.]+|\[\d+/\w+/\d+:[\d:]+\]|\d+\.\d+\.\d+\.\d+:\d+")
 
 
-def suspicious_lines(text: str, limit: int = 8) -> tuple[int, list[str]]:
-    """How many log lines look like trouble, and the most frequent distinct ones."""
+# (w): other processes' CPU during a burst, in cores, above which the row is flagged.
+BUSY_MACHINE = 0.15
+
+# The one start-up warning of Pulse under plain daphne (backend/server/plain_daphne.py).
+PLAIN_DAPHNE = re.compile(r"Running under plain daphne: ")
+
+
+def suspicious_lines(
+    text: str, limit: int = 8, expected: re.Pattern[str] | None = None
+) -> tuple[int, list[str]]:
+    """How many log lines look like trouble (``expected`` ones aside), and the most
+    frequent distinct ones."""
     found: Counter[str] = Counter()
     for line in text.splitlines():
+        if expected is not None and expected.search(line):
+            continue
         if SUSPICIOUS.search(line) and not NOISE.search(line):
             found[VOLATILE.sub("…", line.strip())[:300]] += 1
     return sum(found.values()), [f"{n}x {line}" for line, n in found.most_common(limit)]
@@ -308,6 +349,22 @@ class Config:
     presence_online: tuple[int, ...] = (10, 1000)
     presence_cycles: int = 1000
     presence_concurrency: int = 1
+    write_mutations: int = 400
+    write_warmup: int = 50
+    write_concurrency: int = 20
+    write_databases: tuple[Database, ...] = DATABASES
+    write_commands: tuple[Command, ...] = COMMANDS
+
+    @property
+    def write_servers(self) -> list[WriteServer]:
+        """Scenario (w)'s rows: the chosen stock and Pulse servers (WebSocket ones: (w)
+        has no subscriber) on every chosen database, Pulse under every chosen command."""
+        layers: dict[App, tuple[bool, ...]] = {"stock": (), "pulse": ()}
+        for kind in self.servers:
+            if kind.app in ("stock", "pulse") and kind.transport == "ws":
+                app: App = "stock" if kind.app == "stock" else "pulse"
+                layers[app] += (kind.redis,)
+        return write_servers(layers, self.write_databases, self.write_commands)
 
 
 @dataclass
@@ -327,8 +384,33 @@ class SessionRecord:
 
 
 @dataclass
+class WriteRecord:
+    """A (w) session: one server on a fresh database, and what its log said."""
+
+    server: WriteServer
+    result: WriteResult | None = None
+    error: str | None = None
+    log_path: str = ""
+    log_issues_during_run: tuple[int, list[str]] = (0, [])
+    log_issues_at_shutdown: tuple[int, list[str]] = (0, [])
+    exit_status: int | None = None
+
+
+@dataclass
 class Matrix:
     records: list[SessionRecord] = field(default_factory=list)
+    writes: list[WriteRecord] = field(default_factory=list)
+    postgres_skipped: str | None = None  # why (w) has no PostgreSQL rows
+
+    def ran(self, server: str, sessions: str) -> bool:
+        """Whether ``server`` had any of the one-letter ``sessions`` (failed ones too)."""
+        return any(r.server.key == server and r.session in tuple(sessions) for r in self.records)
+
+    def write(self, server: WriteServer) -> WriteResult | None:
+        for record in self.writes:
+            if record.server == server:
+                return record.result
+        return None
 
     def phase(self, server: str, name: str) -> tuple[SessionResult, PhaseResult] | None:
         for record in self.records:
@@ -531,7 +613,123 @@ def run_matrix(config: Config, workdir: Path, progress: Callable[[str], None]) -
                     progress("   " + _churn_line(record.churn))
                 if record.presence is not None:
                     progress("   " + _presence_line(record.presence))
+        if "w" in config.scenarios:
+            run_write_sessions(config, workdir, redis_url, matrix, progress)
     return matrix
+
+
+def run_write_sessions(
+    config: Config,
+    workdir: Path,
+    redis_url: str | None,
+    matrix: Matrix,
+    progress: Callable[[str], None],
+) -> None:
+    """Scenario (w): every write server on a fresh database, one after another (each
+    Pulse row right after its stock row); PostgreSQL is a throwaway cluster started
+    here, skipped with a note when it cannot start."""
+    servers = config.write_servers
+    if not servers:
+        return
+    plan = WritePlan(
+        config.write_mutations,
+        config.write_warmup,
+        config.write_concurrency,
+        request_timeout=config.limits.request_timeout,
+        cap_seconds=config.limits.publish_cap_seconds,
+    )
+    with contextlib.ExitStack() as stack:
+        postgres_url, postmaster = "", None
+        if any(server.database == "postgres" for server in servers):
+            try:
+                from tests.e2e.servers import postgres_cluster  # bin/with-postgres's cluster
+
+                postgres_url = stack.enter_context(postgres_cluster())
+            except Exception as error:  # not installed, not importable, did not start
+                matrix.postgres_skipped = f"{type(error).__name__}: {error}"
+                progress(f"(w) PostgreSQL rows skipped: {matrix.postgres_skipped}")
+                servers = [server for server in servers if server.database != "postgres"]
+            else:
+                port = int(postgres_url.rsplit(":", 1)[1].split("/", 1)[0])
+                postmaster = find_postmaster(port)
+                progress(f"PostgreSQL at {postgres_url} (postmaster pid {postmaster})")
+        for server in servers:
+            matrix.writes.append(
+                _write_session(server, plan, workdir, redis_url, postgres_url, postmaster, progress)
+            )
+
+
+def _write_session(
+    server: WriteServer,
+    plan: WritePlan,
+    workdir: Path,
+    redis_url: str | None,
+    postgres_url: str,
+    postmaster: int | None,
+    progress: Callable[[str], None],
+) -> WriteRecord:
+    """One (w) session: a fresh database, a fresh server, the bursts, the log scan."""
+    from tests.e2e.servers import new_database  # CREATE DATABASE, or a new SQLite file
+
+    record = WriteRecord(server)
+    progress(
+        f"[{server.key}] session w: {plan.warmup} + {plan.mutations} mutations,"
+        f" {plan.concurrency} in flight, no subscribers …"
+    )
+    started = time.monotonic()
+    kind = ServerKind(server.key, server.label, server.app, server.redis)
+    try:
+        if server.redis and redis_url:
+            asyncio.run(flush_redis(redis_url))  # nothing cached by an earlier server
+        name = f"w_{server.key.replace('-', '_')}"
+        database_url = new_database(
+            postgres_url if server.database == "postgres" else "", name, workdir
+        )
+        plain = server.app == "pulse" and server.command == "daphne"
+        with serve(kind, workdir, redis_url, "w", database_url, plain_daphne=plain) as running:
+            log = running.process.log_path
+            record.log_path = str(log)
+            seen = 0
+            try:
+                record.result = run_writes(
+                    server,
+                    running.target,
+                    plan,
+                    running.process.pid,
+                    postmaster if server.database == "postgres" else None,
+                )
+            finally:
+                seen = log.stat().st_size
+        record.exit_status = running.exit_status
+        if record.result is not None:
+            record.result.stored = stored_rows(database_url, server.table)
+        expected = PLAIN_DAPHNE if plain else None
+        with log.open("rb") as text:
+            during = text.read(seen).decode(errors="replace")
+            after = text.read().decode(errors="replace")
+        record.log_issues_during_run = suspicious_lines(during, expected=expected)
+        record.log_issues_at_shutdown = suspicious_lines(after, expected=expected)
+    except Exception as error:
+        record.error = f"{type(error).__name__}: {error}"
+        progress(f"[{server.key}] session w FAILED: {record.error}")
+    progress(f"[{server.key}] session w done in {time.monotonic() - started:.0f}s")
+    if record.result is not None:
+        progress("   " + _write_line(record.result))
+    return record
+
+
+def _write_line(result: WriteResult) -> str:
+    return (
+        f"w: {result.ok}/{result.planned} ok ({result.failed} failed) in {result.seconds:.1f}s,"
+        f" {_num(result.mutations_per_second)} mutations/s, requests p50"
+        f" {_num(result.request_p50_ms)} ms, p99 {_num(result.request_p99_ms)} ms, server CPU"
+        f" {_num(result.cpu_ms_per_mutation, 2)} ms/mutation"
+        + (
+            f", PostgreSQL CPU {_num(result.database_cpu_ms_per_mutation, 2)} ms/mutation"
+            if result.database_cpu_seconds is not None
+            else ""
+        )
+    )
 
 
 def _presence_line(presence: PresenceResult) -> str:
@@ -619,6 +817,8 @@ def summary_table(matrix: Matrix, config: Config) -> str:
     ]
     rows = [header, ["---"] * len(header)]
     for kind in config.servers:
+        if not matrix.ran(kind.key, "abc"):
+            continue  # no fan-out session of this server (only scenarios e to w ran)
         a = matrix.phase(kind.key, "a")
         b = matrix.phase(kind.key, "b")
         c = matrix.phase(kind.key, "c")
@@ -645,7 +845,7 @@ def summary_table(matrix: Matrix, config: Config) -> str:
                 _mib(max(peaks)) if peaks else "-",
             ]
         )
-    return _markdown(rows)
+    return _markdown(rows) if len(rows) > 2 else ""
 
 
 def transport_table(matrix: Matrix, config: Config) -> str:
@@ -671,7 +871,7 @@ def transport_table(matrix: Matrix, config: Config) -> str:
         found = {
             key: (matrix.phase(key, "a"), matrix.phase(key, "b"))
             for key in (ws_key, sse_key)
-            if key in chosen
+            if key in chosen and matrix.ran(key, "ab")
         }
         for key, (a, b) in found.items():
             pa, pb = (a[1] if a else None), (b[1] if b else None)
@@ -776,6 +976,86 @@ def mutation_table(matrix: Matrix, config: Config) -> str:
             ]
         )
     return _markdown(rows) if len(rows) > 2 else ""
+
+
+def write_table(matrix: Matrix, config: Config) -> str:
+    """(w): the cost of a write, Pulse beside the stock pattern on the same database and
+    layer."""
+    header = [
+        "server",
+        "database",
+        "channel layer",
+        "command",
+        "mutations/s",
+        "p50 / p99 ms",
+        "server CPU ms per mutation",
+        "PostgreSQL CPU ms per mutation",
+        "Pulse / stock CPU ratio (same database and layer)",
+        "failed",
+    ]
+    rows = [header, ["---"] * len(header)]
+    for record in matrix.writes:
+        server, result = record.server, record.result
+        cells = [server.label, server.database, server.layer, f"`{server.command_line}`"]
+        if result is None:
+            rows.append([*cells, "FAILED: " + (record.error or "no result"), *[""] * 5])
+            continue
+        ratio = "-"
+        if server.app == "pulse":
+            stock = matrix.write(WriteServer("stock", server.database, server.redis))
+            if stock and stock.cpu_ms_per_mutation and result.cpu_ms_per_mutation:
+                ratio = f"{result.cpu_ms_per_mutation / stock.cpu_ms_per_mutation:.2f}x"
+        failed = str(result.failed)
+        if result.warmup_failed:
+            failed += f" (and {result.warmup_failed} of the warm-up)"
+        rows.append(
+            [
+                *cells,
+                _num(result.mutations_per_second),
+                f"{_num(result.request_p50_ms)} / {_num(result.request_p99_ms)}",
+                _num(result.cpu_ms_per_mutation, 2),
+                _num(result.database_cpu_ms_per_mutation, 2),
+                ratio,
+                failed,
+            ]
+        )
+    return _markdown(rows) if len(rows) > 2 else ""
+
+
+def write_notes(matrix: Matrix, config: Config) -> list[str]:
+    """What a reader of the (w) table must know about how it was made."""
+    notes = [
+        "- stock: `bench/stock_app.py` with `STOCK_DATABASE_URL`, strawberry + Channels as"
+        " their docs pair a model with a group: the mutation does"
+        " `await Status.objects.acreate(...)`, a `post_save` receiver"
+        " `transaction.on_commit(lambda: async_to_sync(layer.group_send)(...))`; no"
+        " authentication. Pulse: a signed-up user's bearer token on every mutation.",
+        f"- Each row: a fresh server process on a fresh database; {config.write_warmup}"
+        f" warm-up mutations (not measured), then {config.write_mutations}, all from one"
+        " client process with one keep-alive connection per slot in flight. Server CPU:"
+        " the server process's utime + stime over the measured burst (and 0.25 s after"
+        " it) ÷ mutations that succeeded; mutations/s: succeeded ÷ first send to last"
+        " answer.",
+        "- SQLite: a file per row, WAL and `synchronous=NORMAL` for both (Pulse's settings;"
+        " the stock app sets the same pragmas). Pulse runs with `DEBUG=0` and otherwise"
+        " its settings' defaults"
+        + (
+            f" (from this environment: {', '.join(f'`{name}`' for name in passed)})"
+            if (passed := sorted(n for n in os.environ if n.startswith(("DATABASE_", "PULSE_"))))
+            else ""
+        )
+        + ".",
+    ]
+    if any(r.server.database == "postgres" for r in matrix.writes):
+        notes.append(
+            "- PostgreSQL: one throwaway cluster for the run (`tests/e2e/servers.py`, as"
+            " `bin/with-postgres`: `fsync`, `synchronous_commit` and `full_page_writes` off),"
+            " a `CREATE DATABASE` per row. Its processes' CPU is not in the server's column;"
+            " it is the PostgreSQL column (the postmaster, its children, and those reaped)."
+        )
+    if matrix.postgres_skipped:
+        notes.append(f"- **PostgreSQL rows skipped**: {matrix.postgres_skipped}")
+    return notes
 
 
 def _times(g: float | None, a: float | None) -> str:
@@ -1083,6 +1363,52 @@ def findings(matrix: Matrix) -> list[str]:
     return notes
 
 
+def write_findings(matrix: Matrix) -> list[str]:
+    """(w): failed sessions, failed mutations, suspicious log lines."""
+    notes: list[str] = []
+    if matrix.postgres_skipped:
+        notes.append(f"(w): PostgreSQL rows skipped: {matrix.postgres_skipped}")
+    for record in matrix.writes:
+        where = f"{record.server.key}/w"
+        if record.error:
+            notes.append(f"{where}: session failed: {record.error} (log: {record.log_path})")
+        result = record.result
+        if result is not None:
+            if result.failed:
+                shown = "; ".join(f"{n}x {why}" for why, n in result.failures.items())
+                notes.append(
+                    f"{where}: {result.failed} of {result.planned} mutations failed: {shown}"
+                )
+            if result.warmup_failed:
+                notes.append(
+                    f"{where}: {result.warmup_failed} of {result.warmup_planned} warm-up"
+                    " mutations failed"
+                )
+            busy = result.other_cpu_seconds / result.window_seconds if result.window_seconds else 0
+            if busy > BUSY_MACHINE:
+                notes.append(
+                    f"{where}: other processes used {result.other_cpu_seconds:.1f} s of CPU"
+                    f" during the {result.window_seconds:.1f} s burst ({busy:.2f} cores):"
+                    " the machine was not quiet, its figures are less reliable"
+                )
+            acked = result.ok + result.warmup_ok
+            if result.stored is None:
+                notes.append(f"{where}: could not count the rows stored in {record.server.table}")
+            elif result.stored != acked:
+                notes.append(
+                    f"{where}: {result.stored} rows in {record.server.table} for {acked}"
+                    " acknowledged mutations"
+                )
+        for when, (count, lines) in (
+            ("while running", record.log_issues_during_run),
+            ("at shutdown", record.log_issues_at_shutdown),
+        ):
+            if count:
+                shown = "\n".join(f"    {line}" for line in lines)
+                notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
+    return notes
+
+
 def _presence_findings(where: str, presence: PresenceResult) -> list[str]:
     notes = []
     if presence.open_failures:
@@ -1119,7 +1445,32 @@ def _markdown(rows: list[list[str]]) -> str:
     )
 
 
-def machine_notes(argv: list[str], workdir: Path) -> list[str]:
+def _revision() -> str:
+    """The checkout's commit, and how many tracked files differed from it (now)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    dirty = [line[3:] for line in changed if line.strip()]
+    return f"`{commit}`" + (f" with uncommitted changes to {len(dirty)} files" if dirty else "")
+
+
+def machine_notes(argv: list[str], workdir: Path, revision: str = "") -> list[str]:
     """Where and how this ran."""
     cpu = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
@@ -1159,14 +1510,24 @@ def machine_notes(argv: list[str], workdir: Path) -> list[str]:
         "- load generator and servers share the machine; open-file limit"
         f" {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} for both (asked for {NOFILE})",
         f"- versions: {versions}; {redis_version}",
+        f"- code: {revision or _revision()}",
         f"- logs and databases: `{workdir}`",
     ]
 
 
-def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, seconds: float) -> str:
-    parts = ["# Pulse fan-out benchmark", "", *machine_notes(argv, workdir)]
-    parts += [f"- total run time: {seconds / 60:.1f} min", "", "## Summary", ""]
-    parts.append(summary_table(matrix, config))
+def report(
+    matrix: Matrix,
+    config: Config,
+    argv: list[str],
+    workdir: Path,
+    seconds: float,
+    revision: str = "",
+) -> str:
+    parts = ["# Pulse fan-out benchmark", "", *machine_notes(argv, workdir, revision)]
+    parts.append(f"- total run time: {seconds / 60:.1f} min")
+    summary = summary_table(matrix, config)
+    if summary:
+        parts += ["", "## Summary", "", summary]
     transports = transport_table(matrix, config)
     if transports:
         parts += ["", "## Pulse: WebSocket and SSE subscribers", "", transports]
@@ -1195,8 +1556,17 @@ def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, secon
         )
         parts += ["", title, "", presence, "", "Every command of the windows:", ""]
         parts.append(presence_commands_table(matrix, config))
-    parts += ["", "## Every phase", "", details_table(matrix), "", "## Findings", ""]
-    notes = findings(matrix)
+    writes = write_table(matrix, config)
+    if writes or matrix.postgres_skipped:
+        title = (
+            f"## (w) The cost of a write: {config.write_mutations} `createStatusChange`"
+            f" mutations, {config.write_concurrency} in flight, no subscribers"
+        )
+        parts += ["", title, "", writes, "", *write_notes(matrix, config)]
+    if any(r.churn is None and r.presence is None for r in matrix.records):
+        parts += ["", "## Every phase", "", details_table(matrix)]
+    parts += ["", "## Findings", ""]
+    notes = findings(matrix) + write_findings(matrix)
     parts += [f"- {note}" for note in notes] if notes else ["- none: no loss, no errors"]
     parts += ["", "See bench/README.md for what each number means."]
     return "\n".join(parts) + "\n"
@@ -1207,6 +1577,10 @@ def report(matrix: Matrix, config: Config, argv: list[str], workdir: Path, secon
 
 def _ints(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
@@ -1242,6 +1616,25 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     )
     parser.add_argument(
         "--presence-concurrency", type=int, default=1, help="scenario h: cycles in flight (1)"
+    )
+    parser.add_argument(
+        "--write-mutations", type=int, help="scenario w: measured mutations (400; quick 20)"
+    )
+    parser.add_argument(
+        "--write-warmup", type=int, help="scenario w: warm-up mutations, not measured (50; quick 5)"
+    )
+    parser.add_argument(
+        "--write-concurrency", type=int, default=20, help="scenario w: mutations in flight (20)"
+    )
+    parser.add_argument(
+        "--write-databases",
+        default=",".join(DATABASES),
+        help="scenario w: sqlite and/or postgres (both)",
+    )
+    parser.add_argument(
+        "--write-commands",
+        help="scenario w: how Pulse is served, backend.server and/or daphne"
+        " (both; quick backend.server)",
     )
     parser.add_argument("--servers", help="comma-separated: " + ",".join(k.key for k in SERVERS))
     parser.add_argument(
@@ -1280,6 +1673,17 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
     presence_online = tuple(
         _ints(args.presence_online) if args.presence_online else ([2, 5] if quick else [10, 1000])
     )
+    databases = _words(args.write_databases)
+    if not databases or set(databases) - set(DATABASES):
+        parser.error("--write-databases is sqlite, postgres or sqlite,postgres")
+    # --quick: Pulse under backend.server only (plain daphne serves the same application).
+    commands = _words(args.write_commands or ("backend.server" if quick else ",".join(COMMANDS)))
+    if not commands or set(commands) - set(COMMANDS):
+        parser.error("--write-commands is backend.server, daphne or backend.server,daphne")
+    write_mutations = args.write_mutations or (20 if quick else 400)
+    write_warmup = args.write_warmup if args.write_warmup is not None else (5 if quick else 50)
+    if write_mutations < 1 or write_warmup < 0 or args.write_concurrency < 1:
+        parser.error("--write-mutations and --write-concurrency: at least 1; --write-warmup: 0+")
     limits = Limits(
         open_concurrency=args.open_concurrency,
         stall_seconds=args.stall_seconds or (10.0 if quick else 30.0),
@@ -1305,6 +1709,11 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
         presence_online=presence_online,
         presence_cycles=args.presence_cycles or (20 if quick else 1000),
         presence_concurrency=args.presence_concurrency,
+        write_mutations=write_mutations,
+        write_warmup=write_warmup,
+        write_concurrency=args.write_concurrency,
+        write_databases=cast(tuple[Database, ...], databases),
+        write_commands=cast(tuple[Command, ...], commands),
     )
     if args.output is None:
         args.output = ROOT / "bench" / ("results-quick.md" if quick else "results.md")
@@ -1314,6 +1723,13 @@ def parse_config(argv: list[str]) -> tuple[Config, argparse.Namespace]:
 
 def _clean(matrix: Matrix) -> bool:
     """No failed session, no loss, no error anywhere."""
+    for write in matrix.writes:
+        if write.error or write.log_issues_during_run[0] or write.result is None:
+            return False
+        if write.result.failed or write.result.warmup_failed:
+            return False
+        if write.result.stored != write.result.ok + write.result.warmup_ok:
+            return False
     for record in matrix.records:
         if record.error or record.log_issues_during_run[0]:
             return False
@@ -1358,9 +1774,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
     progress(f"logs in {workdir}")
-    began = time.monotonic()
+    began, revision = time.monotonic(), _revision() + " when the run began"
     matrix = run_matrix(config, workdir, progress)
-    text = report(matrix, config, argv, workdir, time.monotonic() - began)
+    text = report(matrix, config, argv, workdir, time.monotonic() - began, revision)
     print(text)
     args.output.write_text(text)
     raw = [
@@ -1377,6 +1793,29 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in matrix.records
     ]
+    raw += [
+        {
+            "server": w.server.key,
+            "session": "w",
+            "error": w.error,
+            "log": w.log_path,
+            "log_issues_during_run": w.log_issues_during_run,
+            "log_issues_at_shutdown": w.log_issues_at_shutdown,
+            "write": (
+                dataclasses.asdict(w.result)
+                | {
+                    "mutations_per_second": w.result.mutations_per_second,
+                    "cpu_ms_per_mutation": w.result.cpu_ms_per_mutation,
+                    "database_cpu_ms_per_mutation": w.result.database_cpu_ms_per_mutation,
+                }
+                if w.result
+                else None
+            ),
+        }
+        for w in matrix.writes
+    ]
+    if matrix.postgres_skipped:
+        raw.append({"session": "w", "postgres_skipped": matrix.postgres_skipped})
     args.output.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
     progress(f"wrote {args.output} and {args.output.with_suffix('.json')}")
     return 1 if args.strict and not _clean(matrix) else 0
