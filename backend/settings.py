@@ -6,6 +6,7 @@ and the in-process channel layer. See the README's "Configuration" section.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -227,6 +228,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PULSE_MAX_REQUEST_BYTES
 # Operations (README, "Operations"): Prometheus metrics and structured logs.
 PULSE_METRICS_ENABLED = env_bool("PULSE_METRICS_ENABLED", True)
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# One line per request at INFO (request_finished, with its id, user, status): the
+# request_started line is for LOG_LEVEL=DEBUG (each line costs every request CPU).
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
 LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
 if LOG_FORMAT not in logconfig.LOG_FORMATS:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, not {LOG_FORMAT!r}.")

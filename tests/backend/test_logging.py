@@ -157,7 +157,7 @@ async def test_request_lines_carry_the_servers_request_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     extensions = {logconfig.LOG_CONTEXT_EXTENSION: {"request_id": "server-request-id"}}
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):  # request_started is a DEBUG line
         status, _, _ = await asgi_get(
             "/healthz?token=secret", host=b"localhost", extensions=extensions
         )
@@ -168,6 +168,8 @@ async def test_request_lines_carry_the_servers_request_id(
     assert started["request_id"] == finished["request_id"] == "server-request-id"
     assert started["request"] == "GET /healthz"  # never the query string
     assert "user_id" in finished
+    assert [r.levelno for r in caplog.records if r.msg is started] == [logging.DEBUG]
+    assert [r.levelno for r in caplog.records if r.msg is finished] == [logging.INFO]
 
 
 def test_log_format_follows_debug_unless_set() -> None:
