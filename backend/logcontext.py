@@ -44,11 +44,10 @@ class RequestLogMiddleware(RequestMiddleware):
         request._log_context = structlog.contextvars.get_contextvars()  # type: ignore[attr-defined]
         super().handle_response(request, response)  # logs request_finished, clears the ids
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response: HttpResponse = super().__call__(request)  # type: ignore[assignment]
-        # Under ASGI the request has a task (and a context) of its own, which the stack's
-        # thread hands its context back to: keep the request's ids there for the lines
-        # logged after this middleware (django.request's 4xx/5xx warnings, the access
-        # line). The stack is synchronous (see ``users.middleware``).
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = await super().__acall__(request)
+        # Under ASGI the request has a task (and a context) of its own: keep its ids for
+        # the lines logged after this middleware (django.request's 4xx/5xx warnings,
+        # the access line).
         structlog.contextvars.bind_contextvars(**getattr(request, "_log_context", {}))
         return response

@@ -76,10 +76,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "users.middleware.BearerTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, and synchronous only: Django runs the whole stack in one thread hop.
-    "users.middleware.BearerTokenMiddleware",
 ]
 
 ROOT_URLCONF = "schema.urls"
