@@ -26,8 +26,10 @@ no earlier session's presence (expiring, then swept) falls into the window.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import subprocess
@@ -192,18 +194,36 @@ ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
 def script_names() -> dict[str, str]:
-    """EVALSHA digests of the presence scripts, by name (empty when the module or
-    its scripts cannot be read: EVALSHA is then named by digest)."""
+    """EVALSHA digests of the presence scripts, by name (read from ``users/presence.py``
+    without importing it, which needs Django's settings; empty when they cannot be
+    read: EVALSHA is then named by digest)."""
+    path = Path(__file__).resolve().parents[1] / "users" / "presence.py"
     try:
-        from users import presence
-
-        found = {
-            name: presence._Script(getattr(presence, f"{name}_LUA")).sha
-            for name in ("APPLY", "MAINTAIN", "ONLINE_USERS")
-        }
-    except Exception:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
         return {}
-    return {sha: name for name, sha in found.items()}
+    texts: dict[str, str] = {}  # the module's string constants, built with + too
+
+    def text(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return texts.get(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = text(node.left), text(node.right)
+            return None if left is None or right is None else left + right
+        return None
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], text(node.value)
+            if isinstance(target, ast.Name) and value is not None:
+                texts[target.id] = value
+    found = {}
+    for name in ("APPLY", "MAINTAIN", "ONLINE_USERS"):
+        if (source := texts.get(f"{name}_LUA")) is not None:
+            found[hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()] = name
+    return found
 
 
 class Monitor:
