@@ -1350,16 +1350,14 @@ def findings(matrix: Matrix) -> list[str]:
                         f"{where} phase {phase.name}: {phase.publish_errors} failed publishes,"
                         f" e.g. {phase.publish_error_samples}"
                     )
-        for when, (count, lines) in (
-            ("while the subscribers were connected", record.log_issues_during_run),
+        notes += _log_notes(
+            where,
+            (record.log_issues_during_run, "while the subscribers were connected"),
             (
-                "after the load generator dropped its sockets, and at shutdown",
                 record.log_issues_at_shutdown,
+                "after the load generator dropped its sockets, and at shutdown",
             ),
-        ):
-            if count:
-                shown = "\n".join(f"    {line}" for line in lines)
-                notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
+        )
     return notes
 
 
@@ -1399,13 +1397,21 @@ def write_findings(matrix: Matrix) -> list[str]:
                     f"{where}: {result.stored} rows in {record.server.table} for {acked}"
                     " acknowledged mutations"
                 )
-        for when, (count, lines) in (
-            ("while running", record.log_issues_during_run),
-            ("at shutdown", record.log_issues_at_shutdown),
-        ):
-            if count:
-                shown = "\n".join(f"    {line}" for line in lines)
-                notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
+        notes += _log_notes(
+            where,
+            (record.log_issues_during_run, "while running"),
+            (record.log_issues_at_shutdown, "at shutdown"),
+        )
+    return notes
+
+
+def _log_notes(where: str, *issues: tuple[tuple[int, list[str]], str]) -> list[str]:
+    """One note per window with suspicious log lines: ((count, lines), when)."""
+    notes = []
+    for (count, lines), when in issues:
+        if count:
+            shown = "\n".join(f"    {line}" for line in lines)
+            notes.append(f"{where}: {count} suspicious log lines {when}:\n{shown}")
     return notes
 
 
