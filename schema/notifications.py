@@ -56,8 +56,9 @@ class NotificationType(relay.Node):
     created_at: datetime
 
     @strawberry_django.field(only=["id"])
-    def cursor(self, root: models.Notification) -> str:
+    async def cursor(self, root: models.Notification) -> str:
         """Opaque; pass it as ``after`` to the subscription or ``upTo`` to mark read."""
+        # async: a sync resolver would cost a thread hop per live execution
         return encode_notification_cursor(root.pk)
 
     @strawberry_django.field(only=["activity_id", "recipient_id"])

@@ -95,8 +95,9 @@ class UserType(relay.Node):
     profile: ProfileType
 
     @strawberry_django.field(only=["email"])
-    def email(self, root: User, info: Info) -> str | None:
+    async def email(self, root: User, info: Info) -> str | None:
         """Only the user themself sees their address (also right after signing up or in)."""
+        # async: a sync resolver would cost a thread hop per live execution
         is_self = root.pk == viewer_id(info) or getattr(root, REVEAL_EMAIL, False)
         return root.email if is_self else None
 
