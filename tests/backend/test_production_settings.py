@@ -54,7 +54,9 @@ def test_check_deploy_fails_without_the_security_settings() -> None:
     env = {k: v for k, v in production_env().items() if k not in SECURITY_ENV}
     result = run_django(env, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0
-    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+    # W010: SESSION_COOKIE_SECURE (Django names the sessions app; it finds the
+    # middleware by its path, and Pulse runs a subclass: backend.checks).
+    for warning in ("security.W004", "security.W008", "security.W010", "security.W016"):
         assert warning in result.stderr
 
 
@@ -85,3 +87,24 @@ def test_health_probes_are_not_redirected_to_https() -> None:
     result = run_django(env, "shell", "--no-imports", "-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "301"]
+
+
+def test_deploy_checks_find_pulses_middleware_and_what_it_gates() -> None:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from backend.checks import check_security_with_pulse_middleware
+
+    def ids(**overrides: object) -> set[str]:
+        with override_settings(**overrides):
+            return {m.id for m in check_security_with_pulse_middleware(None) if m.id}
+
+    without_csrf = [p for p in settings.MIDDLEWARE if not p.endswith(".CsrfViewMiddleware")]
+    without_security = [p for p in settings.MIDDLEWARE if not p.endswith(".SecurityMiddleware")]
+    assert "security.W004" in ids(SECURE_HSTS_SECONDS=0)  # gated by SecurityMiddleware
+    assert "security.W016" in ids(CSRF_COOKIE_SECURE=False)  # gated by CsrfViewMiddleware
+    assert "pulse.W003" in ids(MIDDLEWARE=without_csrf)
+    assert "security.W016" not in ids(MIDDLEWARE=without_csrf, CSRF_COOKIE_SECURE=False)
+    assert {"pulse.W001", "security.W004"} & ids(
+        MIDDLEWARE=without_security, SECURE_HSTS_SECONDS=0
+    ) == {"pulse.W001"}
