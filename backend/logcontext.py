@@ -23,7 +23,10 @@ from backend.middleware import call_hook
 
 
 def bind_server_request_id(sender: Any, request: HttpRequest, **kwargs: Any) -> None:
-    """Use the server's request id (``backend.server``), when there is one."""
+    """Use the server's request id (``backend.server``), when there is one, and the
+    client's address as daphne gives it (``--proxy-headers`` behind a proxy), the one
+    the login limits count (``schema.context.client_address``)."""
+    structlog.contextvars.bind_contextvars(ip=request.META.get("REMOTE_ADDR") or None)
     scope = getattr(request, "scope", None)
     request_id = scope_log_context(scope).get("request_id") if scope is not None else None
     if request_id:

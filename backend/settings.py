@@ -236,6 +236,9 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 # One line per request at INFO (request_finished, with its id, user, status): the
 # request_started line is for LOG_LEVEL=DEBUG (each line costs every request CPU).
 DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+# The client's address is bound by backend.logcontext (REMOTE_ADDR, as daphne resolves
+# proxy headers), not guessed from X-Forwarded-For by django-ipware on every request.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
 if LOG_FORMAT not in logconfig.LOG_FORMATS:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, not {LOG_FORMAT!r}.")

@@ -159,7 +159,10 @@ async def test_request_lines_carry_the_servers_request_id(
     extensions = {logconfig.LOG_CONTEXT_EXTENSION: {"request_id": "server-request-id"}}
     with caplog.at_level(logging.DEBUG):  # request_started is a DEBUG line
         status, _, _ = await asgi_get(
-            "/healthz?token=secret", host=b"localhost", extensions=extensions
+            "/healthz?token=secret",
+            extensions=extensions,
+            # Not trusted: the address is the one daphne gives (its --proxy-headers).
+            headers=[(b"host", b"localhost"), (b"x-forwarded-for", b"203.0.113.7")],
         )
     assert status == 200
     events = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
@@ -168,6 +171,7 @@ async def test_request_lines_carry_the_servers_request_id(
     assert started["request_id"] == finished["request_id"] == "server-request-id"
     assert started["request"] == "GET /healthz"  # never the query string
     assert "user_id" in finished
+    assert started["ip"] == finished["ip"] == "10.9.9.9"  # the scope's client
     assert [r.levelno for r in caplog.records if r.msg is started] == [logging.DEBUG]
     assert [r.levelno for r in caplog.records if r.msg is finished] == [logging.INFO]
 
