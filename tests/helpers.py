@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import struct
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from asgiref.sync import SyncToAsync
 from django.test import Client
 
 PASSWORD = "correct horse 9 battery"
@@ -57,3 +60,23 @@ def strings_in(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from strings_in(item)
+
+
+class count_hops:
+    """Count ``sync_to_async`` calls (each a trip to a worker thread) by the name of
+    what each runs, from now until the test ends."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        original = SyncToAsync.__call__
+
+        def counting(wrapper: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
+            func = wrapper.func
+            self.calls[getattr(func, "__qualname__", type(func).__qualname__)] += 1
+            return original(wrapper, *args, **kwargs)
+
+        monkeypatch.setattr(SyncToAsync, "__call__", counting)
+
+    @property
+    def count(self) -> int:
+        return sum(self.calls.values())

@@ -9,17 +9,16 @@ I/O (a session login, a CSRF-checked cookie mutation, admin messages) end to end
 
 from __future__ import annotations
 
-import collections
 import json
 from typing import Any
 
 import pytest
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.test import AsyncClient
 
 from events.models import StatusChange
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, count_hops
 from users.tokens import token_issue
 
 pytestmark = [
@@ -30,21 +29,6 @@ pytestmark = [
 POST = 'mutation { createStatusChange(input: {status: "on the loop"}) { id } }'
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
 ME = "{ me { username } }"
-
-
-class count_hops:
-    """Count ``sync_to_async`` calls by the name of what each runs in a thread."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-        original = SyncToAsync.__call__
-
-        def counting(wrapper: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
-            func = wrapper.func
-            self.calls[getattr(func, "__qualname__", type(func).__qualname__)] += 1
-            return original(wrapper, *args, **kwargs)
-
-        monkeypatch.setattr(SyncToAsync, "__call__", counting)
 
 
 async def graphql(

@@ -10,10 +10,8 @@ was a third of what notifications cost (bench scenario g). Such resolvers are
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
 from events import notifications, selectors, services
@@ -23,6 +21,7 @@ from schema.live.shapes import Shape
 from schema.live.streams import ActivityStream
 from schema.notifications import NotificationStream
 from schema.schema import schema
+from tests.helpers import count_hops
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,20 +37,6 @@ NOTIFICATIONS = """subscription { notifications { unreadCount notification {
   id cursor kind read createdAt
   activity { cursor message actor { username email } event { ... on StatusChange { status } } }
 } } }"""
-
-
-class count_hops:
-    """Count ``sync_to_async`` calls (each one a trip to a worker thread)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        original = SyncToAsync.__call__
-
-        def counting(wrapper: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            return original(wrapper, *args, **kwargs)
-
-        monkeypatch.setattr(SyncToAsync, "__call__", counting)
 
 
 @pytest.fixture
