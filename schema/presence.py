@@ -108,8 +108,10 @@ class PresenceStream:
 
     @staticmethod
     def audience(viewer_id: int | None, entry: PresenceEntry) -> Audience | None:
-        """Signed-in viewers alone (all alike)."""
-        return None if viewer_id is None else Audience.OTHER
+        """Signed-in viewers alone: the user the item is about, and everyone else."""
+        if viewer_id is None:
+            return None
+        return Audience.ACTOR if viewer_id == entry.user_id else Audience.OTHER
 
     @staticmethod
     def position(entry: PresenceEntry) -> int:
@@ -135,7 +137,9 @@ class PresenceStream:
 
     @staticmethod
     def context(entry: PresenceEntry, seen_as: Audience) -> AudienceContext:
-        return AudienceContext(viewer_id=None, signed_in=True)
+        """As the user it is about (who sees their own address), or as anyone signed in."""
+        viewer_id = entry.user_id if seen_as is Audience.ACTOR else None
+        return AudienceContext(viewer_id=viewer_id, signed_in=True)
 
 
 @strawberry.type

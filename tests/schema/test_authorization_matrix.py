@@ -1543,6 +1543,32 @@ def test_the_presence_subscription_streams_to_signed_in_viewers_only(
     assert_nothing_private_leaks({"payloads": sink.payloads}, c, ())
 
 
+def test_a_viewers_own_presence_shows_them_their_address(world: World) -> None:
+    """The bystander, subscribed, gets their own transition with their e-mail address
+    (as ``me`` shows it) and the author's without the author's."""
+    sink = RecordingSink()
+    tracker, bystander, author = presence_tracker(), world.users[BYSTANDER], world.users[AUTHOR]
+
+    async def run() -> None:
+        engine = get_engine(schema)
+        subscriber = await subscribe(engine, sink, LIVE_PRESENCE, None, bystander)
+        assert subscriber is not None
+        try:
+            for user in (bystander, author):
+                tracker.logged_out(user.pk)
+                await until_delivered(sink, len(sink.payloads) + 1)
+                tracker.logged_in(user.pk)
+                await until_delivered(sink, len(sink.payloads) + 1)
+        finally:
+            engine.end(subscriber)
+
+    async_to_sync(run)()
+    users = [item["data"]["presence"]["user"] for item in sink.payloads]
+    assert [u["username"] for u in users] == [BYSTANDER, BYSTANDER, AUTHOR, AUTHOR]
+    assert [u["email"] for u in users] == [bystander.email, bystander.email, None, None]
+    assert bystander.email
+
+
 def test_staff_and_superuser_are_not_owners(world: World) -> None:
     """The table's premise: staff and superuser hold the flags and own nothing."""
     for name in (STAFF, SUPERUSER):
