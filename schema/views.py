@@ -142,6 +142,7 @@ def graphiql_csp(host: str) -> str:
 INVALID_TOKEN_CLOSE_CODE = 4403
 TOO_MANY_SOCKETS_CLOSE_CODE = 4429
 TOO_MANY_SOCKETS_REASON = "Too many open sockets for this user"
+HANDLER_END_TIMEOUT_SECONDS = 1.0  # for a cancelled handler task to finish
 
 
 class SocketInbox:
@@ -225,6 +226,16 @@ class GraphQLWebSocketConsumer(GraphQLWSConsumer):
             WEBSOCKETS_OPEN.dec()
             if self.counted_user_id is not None:
                 SOCKETS_PER_USER.release(self.counted_user_id)
+            await self._end_handler_task()
+
+    async def _end_handler_task(self) -> None:
+        """Cancel strawberry's handler task if the socket ended without it (this task
+        cancelled, as daphne does at shutdown to whatever is still running): else it
+        is left pending, and destroyed with the loop."""
+        run_task = self.run_task
+        if run_task is not None and not run_task.done():
+            run_task.cancel()
+            await asyncio.wait({run_task}, timeout=HANDLER_END_TIMEOUT_SECONDS)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Queue a client message for the handler, or close with 4400 if malformed."""

@@ -183,3 +183,24 @@ async def test_only_a_variable_feeding_after_alone_is_left_out_of_the_shape() ->
             await s.close()
     await eventually(lambda: engine.count == 0)
     assert engine.shapes == {}
+
+
+def handler_tasks() -> list[asyncio.Task[Any]]:
+    """strawberry's per-socket handler tasks (``AsyncBaseHTTPView.run``) still running."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if "AsyncBaseHTTPView.run" in repr(task.get_coro()) and not task.done()
+    ]
+
+
+async def test_a_cancelled_socket_ends_its_handler_task() -> None:
+    """daphne cancels what still runs at shutdown: the socket's own handler task must end
+    with it, not be left pending and destroyed with the loop."""
+    socket = await Socket().open()
+    await socket.subscribe("1")
+    await eventually(lambda: len(handler_tasks()) == 1)
+    socket.communicator.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await socket.communicator.future
+    await eventually(lambda: handler_tasks() == [])
