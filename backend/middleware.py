@@ -112,10 +112,9 @@ class CsrfViewMiddleware(HooksOnTheLoop, csrf.CsrfViewMiddleware):
         callback_args: tuple[Any, ...],
         callback_kwargs: dict[str, Any],
     ) -> HttpResponseBase | None:
-        hook = super().process_view
         return await call_hook(  # type: ignore[no-any-return]
-            bool(settings.CSRF_USE_SESSIONS),
-            hook,
+            self.request_needs_thread(request),
+            super().process_view,
             request,
             callback,
             callback_args,

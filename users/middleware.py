@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from users.tokens import bearer_token, token_user
@@ -51,18 +52,16 @@ class BearerTokenMiddleware:
         token = bearer_token(request.headers.get("Authorization"))
         if token is not None:
             user = token_user(token=token)
-            if user is None:
-                return _unauthenticated()
-            self._sign_in(request, user, token)
+            if refused := self._sign_in(request, user, token):
+                return refused
         return self.get_response(request)  # type: ignore[return-value]
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         token = bearer_token(request.headers.get("Authorization"))
         if token is not None:
             user = await sync_to_async(token_user)(token=token)
-            if user is None:
-                return _unauthenticated()
-            self._sign_in(request, user, token)
+            if refused := self._sign_in(request, user, token):
+                return refused
         return await self.get_response(request)  # type: ignore[misc]
 
     @staticmethod
@@ -71,7 +70,11 @@ class BearerTokenMiddleware:
             request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
 
     @staticmethod
-    def _sign_in(request: HttpRequest, user: object, token: str) -> None:
-        request.user = user  # type: ignore[assignment]
+    def _sign_in(request: HttpRequest, user: User | None, token: str) -> JsonResponse | None:
+        """Sign the request in as the token's user; the refusal when there is none."""
+        if user is None:
+            return _unauthenticated()
+        request.user = user
         request.auth_token = token  # type: ignore[attr-defined]
         request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
+        return None
